@@ -1,0 +1,266 @@
+"""The one data object every dataset produces: :class:`UnlearningSplits`.
+
+Machine unlearning needs five views of a dataset:
+
+* ``train``  – everything the original model was trained on (retain + forget),
+* ``retain`` – the training images we are allowed to keep (D_r),
+* ``forget`` – the training images of the people who asked to be forgotten (D_f),
+* ``val``    – held-out images for model selection,
+* ``test``   – held-out images for the final numbers (the "unseen" set of the MIA).
+
+Every dataset (the synthetic faces, MUFAC, RAF-DB, any image folder) builds an
+``UnlearningSplits``; models, training, unlearning and metrics only ever see this object.
+
+Images are held as uint8 CHW tensors (in memory) or as file paths decoded to uint8 CHW tensors
+on access; the same two transforms (training augmentation of the paper, plain evaluation) then
+turn them into normalised float tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+SPLIT_NAMES = ("train", "retain", "forget", "val", "test")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------------------------
+# transforms
+# --------------------------------------------------------------------------------------------
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """uint8 CHW tensor -> resized, normalised float tensor (no randomness)."""
+    return v2.Compose([
+        v2.Resize((image_size, image_size), antialias=True),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """The paper's augmentation: horizontal flip, affine (shear 10, scale 0.8-1.2),
+    rotation 10 degrees and colour jitter 0.2, then normalisation."""
+    return v2.Compose([
+        v2.Resize((image_size, image_size), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomAffine(degrees=10, shear=10, scale=(0.8, 1.2)),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
+# --------------------------------------------------------------------------------------------
+# image sources
+# --------------------------------------------------------------------------------------------
+class ImageSource:
+    """Where the pixels of one split come from: ``len`` and ``get(i) -> uint8 CHW tensor``."""
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get(self, i: int) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def subset(self, idx: np.ndarray) -> "ImageSource":  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class TensorSource(ImageSource):
+    """Images already in memory as a uint8 tensor of shape (N, 3, H, W)."""
+
+    def __init__(self, images: torch.Tensor):
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"TensorSource needs uint8 images of shape (N, 3, H, W); got "
+                             f"{tuple(images.shape)} {images.dtype}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def get(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+    def subset(self, idx: np.ndarray) -> "TensorSource":
+        return TensorSource(self.images[torch.as_tensor(idx, dtype=torch.long)])
+
+
+class FileSource(ImageSource):
+    """Images on disk, decoded on access to uint8 RGB (grayscale is repeated to 3 channels)."""
+
+    def __init__(self, paths: Sequence[str | Path]):
+        self.paths = [Path(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def get(self, i: int) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_image
+        path = self.paths[i]
+        try:
+            return decode_image(str(path), mode=ImageReadMode.RGB)
+        except Exception as exc:  # torchvision raises RuntimeError with little context
+            raise RuntimeError(f"could not read image {path}: {exc}. Check that the file exists "
+                               f"and is a valid JPEG/PNG, or remove it from the dataset.") from exc
+
+    def subset(self, idx: np.ndarray) -> "FileSource":
+        return FileSource([self.paths[int(i)] for i in idx])
+
+
+# --------------------------------------------------------------------------------------------
+# one split
+# --------------------------------------------------------------------------------------------
+class SplitDataset(Dataset):
+    """A split as a torch Dataset returning ``(image, label)`` with a given transform."""
+
+    def __init__(self, source: ImageSource, labels: np.ndarray, transform: Callable,
+                 identities: np.ndarray | None = None):
+        if len(source) != len(labels):
+            raise ValueError(f"{len(source)} images but {len(labels)} labels")
+        self.source = source
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.identities = None if identities is None else np.asarray(identities)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.source.get(i)), int(self.labels[i])
+
+    def with_transform(self, transform: Callable) -> "SplitDataset":
+        return SplitDataset(self.source, self.labels, transform, self.identities)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "SplitDataset":
+        idx = np.asarray(idx, dtype=np.int64)
+        ids = None if self.identities is None else self.identities[idx]
+        return SplitDataset(self.source.subset(idx), self.labels[idx], self.transform, ids)
+
+
+# --------------------------------------------------------------------------------------------
+# the five splits
+# --------------------------------------------------------------------------------------------
+@dataclass
+class UnlearningSplits:
+    """train = retain + forget, val and test, sharing class names, image size and normalisation.
+
+    Each split is stored once with the evaluation transform; :meth:`loader` hands out the
+    augmented training view or the plain evaluation view of any split.
+    """
+
+    name: str
+    task: str
+    class_names: list[str]
+    retain: SplitDataset
+    forget: SplitDataset
+    val: SplitDataset
+    test: SplitDataset
+    image_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for split in ("retain", "forget", "val", "test"):
+            if len(getattr(self, split)) == 0:
+                raise ValueError(f"the {split} split of dataset {self.name!r} is empty: check the "
+                                 f"data root and the forget list / split fractions")
+        for split in ("retain", "forget", "val", "test"):
+            labels = getattr(self, split).labels
+            if labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"{split} labels of {self.name!r} fall outside 0..{self.num_classes - 1} "
+                                 f"({self.num_classes} classes: {self.class_names})")
+        self._train = _concat(self.retain, self.forget)
+
+    # ---- basic facts -------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def train(self) -> SplitDataset:
+        return self._train
+
+    def split(self, name: str) -> SplitDataset:
+        if name not in SPLIT_NAMES:
+            raise KeyError(f"unknown split {name!r}; choose one of {SPLIT_NAMES}")
+        return self.train if name == "train" else getattr(self, name)
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(self.split(s)) for s in SPLIT_NAMES}
+
+    def identities(self, name: str) -> np.ndarray | None:
+        return self.split(name).identities
+
+    def labels(self, name: str) -> np.ndarray:
+        return self.split(name).labels
+
+    # ---- transforms and loaders -------------------------------------------------------------
+    def transform(self, augment: bool) -> Callable:
+        make = train_transform if augment else eval_transform
+        return make(self.image_size, self.mean, self.std)
+
+    def dataset(self, name: str, augment: bool = False) -> SplitDataset:
+        """The split with the training augmentation (``augment=True``) or without."""
+        base = self.split(name)
+        return base.with_transform(self.transform(augment)) if augment else base
+
+    def loader(self, name: str, batch_size: int = 64, augment: bool = False,
+               shuffle: bool | None = None, seed: int = 0, num_workers: int = 0,
+               drop_last: bool = False) -> DataLoader:
+        """A DataLoader over one split. Shuffling (default: on when augmenting) is seeded."""
+        shuffle = augment if shuffle is None else shuffle
+        gen = torch.Generator().manual_seed(seed)
+        return DataLoader(self.dataset(name, augment), batch_size=batch_size, shuffle=shuffle,
+                          generator=gen, num_workers=num_workers, drop_last=drop_last,
+                          persistent_workers=num_workers > 0)
+
+    def summary(self) -> "pandas.DataFrame":  # noqa: F821
+        import pandas as pd
+        rows = []
+        for s in SPLIT_NAMES:
+            d = self.split(s)
+            ids = d.identities
+            rows.append({"split": s, "images": len(d),
+                         "identities": int(len(np.unique(ids))) if ids is not None else None,
+                         **{c: int((d.labels == k).sum()) for k, c in enumerate(self.class_names)}})
+        return pd.DataFrame(rows).set_index("split")
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes().items())
+        return (f"UnlearningSplits({self.name!r}, task={self.task!r}, classes={self.num_classes}, "
+                f"{self.image_size}px, {sizes})")
+
+
+def _concat(a: SplitDataset, b: SplitDataset) -> SplitDataset:
+    """Concatenate two splits that share a transform (used for train = retain + forget)."""
+    if isinstance(a.source, TensorSource) and isinstance(b.source, TensorSource):
+        source: ImageSource = TensorSource(torch.cat([a.source.images, b.source.images]))
+    elif isinstance(a.source, FileSource) and isinstance(b.source, FileSource):
+        source = FileSource(a.source.paths + b.source.paths)
+    else:
+        source = _ConcatSource(a.source, b.source)
+    ids = None
+    if a.identities is not None and b.identities is not None:
+        ids = np.concatenate([a.identities, b.identities])
+    return SplitDataset(source, np.concatenate([a.labels, b.labels]), a.transform, ids)
+
+
+class _ConcatSource(ImageSource):
+    def __init__(self, a: ImageSource, b: ImageSource):
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def get(self, i: int) -> torch.Tensor:
+        return self.a.get(i) if i < len(self.a) else self.b.get(i - len(self.a))
+
+    def subset(self, idx: np.ndarray) -> ImageSource:
+        raise NotImplementedError("subset of a concatenated source")
