@@ -66,22 +66,29 @@ def atomic_write_bytes(path: str | Path, write_fn) -> Path:
     return path
 
 
-def save_json(obj: Any, path: str | Path) -> Path:
-    """Write JSON atomically (NumPy scalars and arrays are converted)."""
-    def default(o):
-        if isinstance(o, (np.integer,)):
-            return int(o)
-        if isinstance(o, (np.floating,)):
-            return float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"cannot store {type(o).__name__} in JSON")
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return o.tolist()
+    if isinstance(o, (Path, torch.device)) or type(o).__name__ == "TorchVersion":
+        return str(o)
+    raise TypeError(f"cannot store {type(o).__name__} in JSON")
 
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain Python (dict/list/str/float/int/bool/None) copy of ``obj``: NumPy and torch values
+    become numbers and lists, paths and devices strings."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def save_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON atomically (NumPy/torch scalars and arrays are converted)."""
     def write(tmp):
         with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, default=default)
+            json.dump(obj, fh, indent=2, default=_json_default)
     return atomic_write_bytes(path, write)
 
 

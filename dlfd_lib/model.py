@@ -1,0 +1,166 @@
+"""The paper's face classifier: torchvision ResNet18 (random init) + a three-layer MLP head.
+
+Reference: Choi & Na, *Distribution-Level Feature Distancing for Machine Unlearning*, AAAI 2025
+(arXiv 2409.14747), and the model of their released code:
+
+    ResNet18 with fc = Identity                    x (B, 3, H, W) -> (B, 512)   "backbone"
+    Linear(512, 256) - ReLU - Dropout(0.5)         features.0 / .1 / .2
+    Linear(256, 128) - ReLU - Dropout(0.5)         features.3 / .4 / .5      -> (B, 128) "penultimate"
+    Linear(128, C)                                 features.6                -> (B, C)   "logits"
+
+The module names ``base_model`` and ``features`` are kept so that a state dict of this model
+has exactly the keys of the authors' released ``.pth`` files (``base_model.<resnet18 keys
+without fc>``, ``features.0.*``, ``features.3.*``, ``features.6.*``), which therefore load
+directly. :func:`load_checkpoint` reads those plain state dicts as well as the kit's own files
+and explains any mismatch in plain words.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from . import __version__
+from .utils import atomic_write_bytes, to_jsonable
+
+FEATURE_LAYERS = ("backbone", "penultimate", "logits")
+KIT_FORMAT = "dlfd-kit-checkpoint/1"
+
+
+class FaceClassifier(nn.Module):
+    """ResNet18 backbone + MLP head; ``forward`` returns logits."""
+
+    def __init__(self, num_classes: int, dropout: float = 0.5):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.num_classes = num_classes
+        self.base_model = torchvision.models.resnet18(weights=None)  # random init, as the paper
+        self.base_model.fc = nn.Identity()  # (B, 512) pooled features
+        self.features = nn.Sequential(
+            nn.Linear(512, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(128, num_classes),
+        )
+
+    # ---- forward passes -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.base_model(x))  # (B, C)
+
+    def forward_features(self, x: torch.Tensor, layer: str = "penultimate"
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass returning ``(features, logits)``; ``layer`` picks the features:
+        ``"backbone"`` (512-d ResNet output), ``"penultimate"`` (128-d input of the last
+        Linear) or ``"logits"`` (the C-d output itself)."""
+        if layer not in FEATURE_LAYERS:
+            raise ValueError(f"unknown feature layer {layer!r}; choose one of {FEATURE_LAYERS}")
+        h = self.base_model(x)  # (B, 512)
+        if layer == "backbone":
+            return h, self.features(h)
+        pen = self.features[:6](h)  # (B, 128)
+        logits = self.features[6](pen)  # (B, C)
+        return (logits if layer == "logits" else pen), logits
+
+
+def build_model(num_classes: int, device: str | torch.device = "cpu") -> FaceClassifier:
+    """A fresh FaceClassifier on ``device`` (channels_last on every device: it is the faster
+    memory format for these convolutions on CUDA and on this kind of CPU)."""
+    model = FaceClassifier(num_classes)
+    return model.to(device=torch.device(device), memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used, with the reason in plain words."""
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``{"format", "state_dict", "meta"}`` atomically (a crash never leaves half a file).
+    ``meta`` should hold the config, seed and metrics; the kit version is added."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = to_jsonable({"kit_version": __version__, "num_classes": _num_classes(state), **(meta or {})})
+    payload = {"format": KIT_FORMAT, "state_dict": state, "meta": meta}
+    return atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a kit checkpoint or a plain state dict (the authors' files) on the CPU and return
+    ``(state_dict, meta)``; ``meta`` is empty for plain state dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train the "
+                              f"model first (notebook 01)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"could not read checkpoint {path}: it is corrupt, truncated or not a "
+                              f"PyTorch file ({type(exc).__name__}: {str(exc)[:200]}). Delete it and "
+                              f"train again, or download it again.") from exc
+    if isinstance(obj, dict) and obj.get("format") == KIT_FORMAT:
+        return obj["state_dict"], dict(obj.get("meta", {}))
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # common {"state_dict": ...} wrapper
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors: "
+                              f"save the model with torch.save(model.state_dict(), path)")
+    # weights saved from nn.DataParallel carry a "module." prefix
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj, {}
+
+
+def _num_classes(state: dict[str, torch.Tensor]) -> int | None:
+    w = state.get("features.6.weight")
+    return None if w is None else int(w.shape[0])
+
+
+def load_checkpoint(path: str | Path, num_classes: int | None = None,
+                    device: str | torch.device = "cpu") -> tuple[FaceClassifier, dict[str, Any]]:
+    """Build a FaceClassifier and load ``path`` into it, on any device.
+
+    ``num_classes`` defaults to what the checkpoint holds; if given and different, the error
+    says so. Keys and shapes are compared one by one so that a foreign or damaged checkpoint
+    is explained rather than half-loaded.
+    """
+    state, meta = read_checkpoint(path)
+    found = _num_classes(state)
+    if found is None:
+        raise CheckpointError(
+            f"{path} has no 'features.6.weight' (the last Linear of the MLP head), so it is not a "
+            f"DLFD ResNet18+MLP checkpoint. Keys look like: {sorted(state)[:5]} ...")
+    if num_classes is not None and num_classes != found:
+        raise CheckpointError(
+            f"{path} was trained for {found} classes (features.6.weight has shape "
+            f"{tuple(state['features.6.weight'].shape)}) but {num_classes} classes were asked for. "
+            f"Use the dataset/task the checkpoint was trained on, or pass num_classes={found}.")
+    model = FaceClassifier(num_classes or found)
+    load_state_dict_explained(model, state, source=str(path))
+    model.to(device=torch.device(device), memory_format=torch.channels_last)
+    return model, meta
+
+
+def load_state_dict_explained(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"):
+    """``model.load_state_dict(state)`` with every missing key, unexpected key and shape mismatch
+    listed in plain words before anything is loaded."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weights the model needs are missing, e.g. {missing[:4]}")
+    if unexpected:
+        hint = " (an 'fc.' key means the ResNet's own classifier was kept; the paper's model " \
+               "replaces it by the MLP head)" if any(".fc." in k or k.startswith("fc.") for k in unexpected) else ""
+        problems.append(f"{len(unexpected)} weights are not part of the model, e.g. {unexpected[:4]}{hint}")
+    if shapes:
+        problems.append(f"{len(shapes)} weights have the wrong shape: " + "; ".join(shapes[:4]))
+    if problems:
+        raise CheckpointError(f"{source} does not fit the ResNet18+MLP model: " + ". ".join(problems) + ".")
+    model.load_state_dict(state)
