@@ -1,0 +1,78 @@
+# DLFD study kit. Each target installs what it needs first, so on a fresh clone
+#   make demo    runs every notebook with the quick (CPU) profile into runs/quick/
+#   make test    runs the test suite (papermill smoke runs of every notebook included)
+# Variables: PYTHON (interpreter that creates .venv, >= 3.10), TORCH_SPEC (the torch build
+# installed when the venv has none), PROFILE, DLFD_ARGS, TEST_TIMEOUT, PYTEST_ARGS.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON       ?= python3
+VENV         ?= .venv
+TORCH_SPEC   ?= torch==2.14.1 torchvision==0.29.1
+PROFILE      ?= quick
+DLFD_ARGS    ?=
+TEST_TIMEOUT ?= 900
+PYTEST_ARGS  ?=
+KERNEL_NAME  := dlfd-kit
+
+VPY   := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# jupyter refuses to start as root unless told to (containers, CI)
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: help venv install demo test lab clean distclean
+
+help:
+	@echo "make demo       install if needed, then run every notebook (PROFILE=$(PROFILE))"
+	@echo "make test       install if needed, then run the tests (pytest)"
+	@echo "make lab        install if needed, then open JupyterLab on notebooks/"
+	@echo "make install    create $(VENV) and install the kit, its deps and the '$(KERNEL_NAME)' kernel"
+	@echo "make clean      remove runs/, results/, written figures and caches (keeps $(VENV), checkpoints)"
+	@echo "make distclean  clean, plus checkpoints/, data caches and $(VENV)"
+
+venv: $(VPY)
+
+$(VPY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "error: '$(PYTHON)' was not found; install Python >= 3.10 or run 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+	  echo "error: the kit needs Python >= 3.10, but '$(PYTHON)' is $$($(PYTHON) -c 'import platform; print(platform.python_version())'); run 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$(PYTHON) -m venv' failed (on Debian/Ubuntu: apt install python3-venv)" >&2; exit 1; }
+
+install: $(STAMP)
+
+# Reinstalls whenever pyproject.toml changes. torch/torchvision are installed only if the venv
+# cannot import them yet, so a CUDA build you installed yourself is kept.
+$(STAMP): pyproject.toml | $(VPY)
+	@$(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+	  echo "error: $(VENV) uses Python < 3.10; run 'make distclean' and 'make PYTHON=python3.11 install'" >&2; exit 1; }
+	@if $(VPY) -c 'import torch, torchvision' >/dev/null 2>&1; then \
+	  echo "torch already importable in $(VENV): keeping it"; \
+	else \
+	  echo "$(VPY) -m pip install $(TORCH_SPEC)"; \
+	  $(VPY) -m pip install $(TORCH_SPEC); \
+	fi
+	$(VPY) -m pip install -e '.[dev]'
+	$(VPY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python ($(KERNEL_NAME))"
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/dlfd run --profile $(PROFILE) $(DLFD_ARGS)
+
+test: $(STAMP)
+	$(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) notebooks/
+
+clean:
+	rm -rf runs results .pytest_cache
+	if [ -d figures ]; then find figures -mindepth 1 ! -name README.md -exec rm -rf {} +; fi
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d \
+	  \( -name __pycache__ -o -name .ipynb_checkpoints \) -prune -exec rm -rf {} +
+
+distclean: clean
+	if [ -d checkpoints ]; then find checkpoints -mindepth 1 ! -name README.md -exec rm -rf {} +; fi
+	rm -rf .cache data_cache *.egg-info $(VENV)
