@@ -1,0 +1,488 @@
+"""DLFD: Distribution-Level Feature Distancing (Choi & Na, AAAI 2025, arXiv 2409.14747).
+
+The method as the paper describes it (see ``shared/reference/paper-notes.md``), for one epoch
+over a *shuffled* retain loader, each retain batch (x_r, y) paired with the next batch x_f of a
+shuffled, cycled forget loader:
+
+1. **Forget features** f(x_f), once per batch (no grad, eval mode): they do not depend on the
+   perturbation.
+2. **Feature distribution distancing with classification-loss preservation**: starting at
+   delta = 0, K signed-gradient *ascent* steps
+
+       delta <- delta + alpha * sign(grad_delta [ w_f * OT(f(x_r + delta), f(x_f))
+                                                 - w_t * CE(f(x_r + delta), y) ])
+
+   each step one forward and one backward pass of the perturbed batch, the backward computing
+   the gradient for delta only (``torch.autograd.grad``; no weight gradients are formed or
+   stored). After each step delta is projected so that x_r + delta stays a valid image – the
+   pixel range [0, 1] expressed in normalised coordinates, (0 - mean)/std .. (1 - mean)/std per
+   channel – and, when ``eps`` is set, into the L-inf ball of radius ``eps``. ``alpha`` and
+   ``eps`` are in *normalised* pixel units, like the released code: with ImageNet std ~0.225
+   the paper's alpha = 0.4 is a step of ~0.09 in [0, 1] pixel units, per pixel, per step, and
+   K = 15 such steps may cross the whole pixel range (the paper bounds delta by nothing but
+   the step count; ``eps=None`` keeps it so).
+3. **Model update**: one SGD step (momentum, weight decay) on CE(f(x_r*), y) in train mode.
+4. **Dynamic forgetting**: every ``monitor_every`` batches (and after the last one) the
+   forgetting score FS = |MIA - 0.5| is measured with the balanced, seeded loss attack of
+   :func:`dlfd_lib.metrics.mia` on fixed seeded subsamples of the forget and test sets
+   (``monitor_size`` images each), and the validation accuracy on a fixed subsample of
+   ``val_size`` images (None: all of val). Once FS < ``forget_threshold``, perturbation stops
+   and the rest of the epoch is plain fine-tuning with CE on the clean retain batches.
+5. **Checkpoint selection** (:func:`select_checkpoint`): among the monitored states with
+   FS <= ``max_fs``, the one with the best validation accuracy; if no state qualifies, the one
+   with the lowest FS (so the method never returns a state it did not measure). Ties go to
+   the earlier state. Its weights (a CPU copy) are loaded into the model at the end.
+
+``f`` is the model's logits by default (as in the released code); ``feature_layer="penultimate"``
+(or ``"backbone"``) uses that layer's features instead, taken from the same forward pass as
+the logits (``FaceClassifier.forward_features``). ``distance="mean"`` replaces OT by the cosine
+distance between batch means (an ablation).
+
+Train/eval modes (a choice the paper does not state): the delta-steps and the forget features
+run in **eval mode**, so perturbed and forget batches do not move the BatchNorm running
+statistics and dropout does not randomise the perturbation's gradient; the SGD step runs in
+train mode, like ordinary fine-tuning.
+
+Cost: no host-device sync inside the step loop (the losses are accumulated as device tensors
+and read at monitor time, where NaN/Inf also stops the run with ``FloatingPointError``). The
+one exception is POT's Sinkhorn on CUDA, which checks convergence on the host every 10
+iterations (see :mod:`.ot`); ``ot_backend="torch"`` or ``"scaling"`` run a fixed number of
+iterations without any sync, and ``"scaling"`` with ``ot_grad="envelope"`` is ~9x cheaper per
+call than the default ``"pot"``/``"autodiff"`` (same iterations, see :mod:`.ot` for the numbers;
+the default stays the paper's differentiable log-domain Sinkhorn through POT). On CUDA the loop
+runs under bf16 autocast with channels_last inputs (``amp=True``; on the CPU too, which has
+AMX-bf16 here); the OT cost matrix is float32 regardless. Measured (``benchmarks/dlfd_speed.py``,
+MUFAC sizes, K = 15, batch 32): on an H100 at 128 px a delta-step is launch-bound (~12 ms
+without OT, vs ~14 ms for a whole fine-tuning step), so an epoch costs ~0.9x of K+1 fine-tuning
+epochs; on the 2-core CPU at 64 px the delta-step is ~0.65x of a training step. Capturing the
+K delta-steps in a CUDA graph (static shapes: the loaders drop the last partial batch) is the
+next lever on GPUs; it is not implemented.
+
+**The authors' released code** departs from the paper in ways listed in
+``shared/reference/released-code-pitfalls.md``. ``released_code=True`` switches all of them on;
+each is also its own switch (``None`` = follow ``released_code``), so an ablation can toggle them
+one at a time:
+
+* ``ot_on_clean`` (pitfall 1): OT between the *clean* retain outputs f(x_r) and f(x_f), so the
+  OT term has zero gradient with respect to delta and the perturbation only follows -grad CE.
+* ``clamp01`` (pitfall 2): the perturbed input is ``clamp(x_r + delta, 0, 1)`` on *normalised*
+  inputs (every negative normalised pixel is cut to 0, even at delta = 0; saturated pixels get a
+  zero gradient) and delta itself is not projected.
+* ``eval_after_first_monitor`` (pitfall 3): the model is put in train mode once at the start and
+  never again: every forward (forget features, delta-steps, SGD step) runs in whatever mode the
+  model is in, so before the first monitor the delta-steps and forget batches update BatchNorm
+  statistics (and dropout is on), and from the first monitor on the model stays in eval mode
+  for good (BatchNorm frozen, dropout off, also for the SGD steps). On an *untrained* model,
+  whose BatchNorm statistics are still the initial ones, those eval-mode SGD steps diverge
+  (seen in tests: the run stops with FloatingPointError); on trained models they do not.
+* ``unbalanced_monitor`` (pitfall 4): the monitor's MIA is not balanced, and its subsample is
+  drawn afresh at every monitor from an unseeded generator (``np.random.default_rng()``), so
+  checkpoint selection is not reproducible. The subsample keeps the forget:test ratio of the
+  full sets (so the imbalance the attack can exploit is the released one).
+* ``shuffle_retain`` (pitfall 6; ``False`` in released mode): iterate the retain set in its
+  stored order, grouped by family/identity.
+
+Not switched by ``released_code`` (they change cost, not the algorithm): the released code
+monitors after *every* batch on the *full* sets (pitfall 5: pass ``monitor_every=1,
+monitor_size=None, val_size=None`` to imitate it) and recomputes the forget features at every
+step (here they are computed once per batch; in released mode, before the first monitor, that
+also means the forget batch updates BatchNorm statistics once per batch rather than K times).
+
+``unlearn("dlfd", ...)`` returns an ``UnlearnResult`` whose ``history`` has one row per monitor:
+``batch`` (0-based index of the last batch before the monitor), ``step`` (SGD steps so far),
+``mode`` ("perturb"/"plain": how that batch was trained), ``w_t`` (retain weight of that batch),
+``val_acc``, ``mia``, ``mia_auc``, ``fs``, ``ot`` (mean, over the perturbed batches since the
+previous monitor, of the distance at each batch's last delta-step; NaN if none), ``ce`` (mean
+SGD-step cross-entropy since the previous monitor), ``seconds`` (since the start) and
+``candidate`` (FS <= max_fs). ``info`` adds ``selected_step``, ``selected_batch``,
+``selected_fs``, ``selected_val_acc``, ``selection_rule``, ``switched_at_batch`` (first batch in
+plain mode, or None), ``n_batches``, ``n_monitors``, ``monitor_seconds`` and ``switches`` (the
+resolved released-code switches).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..metrics import accuracy, forgetting_score, mia, predict
+from ..utils import autocast, check_finite, to_device
+from .ot import mean_feature_distance, ot_distance
+from .registry import register
+
+__all__ = ["dlfd", "Perturbation", "DLFDMonitor", "retain_weight", "select_checkpoint",
+           "valid_range", "RELEASED_SWITCHES"]
+
+#: The released-code switches and their value under ``released_code=True``.
+RELEASED_SWITCHES = {"ot_on_clean": True, "clamp01": True, "eval_after_first_monitor": True,
+                     "unbalanced_monitor": True, "shuffle_retain": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# small pieces (unit-tested one by one)
+# ---------------------------------------------------------------------------------------------
+def retain_weight(batch: int, n_batches: int, w_t0: float, w_t1: float) -> float:
+    """The retain weight of batch ``batch`` (0-based) of ``n_batches``: linear from ``w_t0`` at
+    the first batch to ``w_t1`` at the last. A one-batch epoch uses ``w_t0``."""
+    if n_batches <= 1:
+        return float(w_t0)
+    return float(w_t0) + (float(w_t1) - float(w_t0)) * batch / (n_batches - 1)
+
+
+def select_checkpoint(records: Sequence[dict], max_fs: float) -> tuple[int, str]:
+    """Index of the record to keep and the rule that picked it.
+
+    ``records`` are dicts with ``fs`` and ``val_acc``. Among those with ``fs <= max_fs`` the best
+    ``val_acc`` wins (rule ``"best_val_acc_with_fs<=max_fs"``); if none qualifies, the lowest
+    ``fs`` wins (rule ``"lowest_fs"``). Ties go to the earlier record. The choice over a prefix
+    of the records never points past that prefix's own best, so it can be applied online.
+    """
+    if not records:
+        raise ValueError("select_checkpoint needs at least one monitored state")
+    qualifying = [i for i, r in enumerate(records) if r["fs"] <= max_fs]
+    if qualifying:
+        best = max(qualifying, key=lambda i: (records[i]["val_acc"], -i))
+        return best, "best_val_acc_with_fs<=max_fs"
+    best = min(range(len(records)), key=lambda i: (records[i]["fs"], i))
+    return best, "lowest_fs"
+
+
+def valid_range(mean: Sequence[float], std: Sequence[float], device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, hi), each (1, 3, 1, 1): the pixel range [0, 1] in normalised coordinates."""
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return (0.0 - m) / s, (1.0 - m) / s
+
+
+def _features(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) of one forward pass; ``layer="logits"`` gives the logits twice."""
+    if layer == "logits":
+        logits = model(x)
+        return logits, logits
+    return model.forward_features(x, layer)
+
+
+@dataclass
+class Perturbation:
+    """The K signed-gradient steps of DLFD on one retain batch (step 2 of the module docstring).
+
+    ``lo``/``hi`` bound the perturbed image (normalised coordinates, broadcastable to the batch).
+    ``project=True`` (the paper) keeps x + delta inside [lo, hi] by projecting delta;
+    ``project=False`` (released, with lo=0, hi=1) clamps x + delta at every forward and leaves
+    delta unbounded. ``ot_on_clean=True`` measures the distance on the clean batch (released).
+    The model's train/eval mode is the caller's business.
+    """
+
+    K: int
+    alpha: float
+    w_f: float
+    lo: torch.Tensor
+    hi: torch.Tensor
+    eps: float | None = None
+    feature_layer: str = "logits"
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ot_distance
+    amp: bool = True
+    project: bool = True
+    ot_on_clean: bool = False
+
+    def inputs(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x + delta, self.lo, self.hi)
+
+    def grad(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
+             forget_feats: torch.Tensor, w_t: float, clean_feats: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(d objective / d delta, distance, CE) for one step: one forward, one backward that
+        forms the gradient of delta only."""
+        delta = delta.detach().requires_grad_(True)
+        with autocast(x.device, self.amp):
+            feats, logits = _features(model, self.inputs(x, delta), self.feature_layer)
+        if self.ot_on_clean:
+            if clean_feats is None:
+                raise ValueError("ot_on_clean=True needs the clean batch's features")
+            dist = self.distance(clean_feats, forget_feats)  # no path to delta: zero gradient
+        else:
+            dist = self.distance(feats, forget_feats)
+        ce = F.cross_entropy(logits.float(), y)
+        objective = self.w_f * dist - w_t * ce
+        (g,) = torch.autograd.grad(objective, delta, allow_unused=True)
+        if g is None:  # nothing in the objective depends on delta
+            g = torch.zeros_like(delta)
+        return g, dist.detach(), ce.detach()
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 forget_feats: torch.Tensor, w_t: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (x*, distance at the last step, CE at the last step), all detached."""
+        clean_feats = None
+        if self.ot_on_clean:
+            with torch.no_grad(), autocast(x.device, self.amp):
+                clean_feats = _features(model, self.inputs(x, torch.zeros_like(x)),
+                                        self.feature_layer)[0].float()
+        delta = torch.zeros_like(x)
+        dist = ce = torch.full((), float("nan"), device=x.device)
+        for _ in range(self.K):
+            g, dist, ce = self.grad(model, x, y, delta, forget_feats, w_t, clean_feats)
+            with torch.no_grad():
+                delta = delta + self.alpha * torch.sign(g)
+                if self.eps is not None:
+                    delta = delta.clamp(-self.eps, self.eps)
+                if self.project:
+                    delta = torch.clamp(x + delta, self.lo, self.hi) - x
+        return self.inputs(x, delta).detach(), dist, ce
+
+
+def _pick(rng: np.random.Generator, n: int, size: int | None) -> np.ndarray:
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=size, replace=False))
+
+
+class DLFDMonitor:
+    """Forgetting score and validation accuracy on bounded, fixed, seeded subsamples.
+
+    Paper mode: ``size`` forget and ``size`` test images (fewer if a split is smaller) and
+    ``val_size`` val images, chosen once with ``np.random.default_rng(seed)``; the MIA is
+    balanced and seeded. The three fixed subsets are decoded and normalised once and kept on
+    ``device`` (``cache=True``), so a monitor is three forward passes and an MIA fit. The forget
+    and test passes run in float32 (the attack reads small losses); the validation pass, which
+    only needs the arg-max, uses bf16 autocast when ``amp``.
+
+    ``unbalanced=True`` (released behaviour) draws new subsamples at every call from an unseeded
+    generator, keeping the forget:test ratio, and runs the MIA unbalanced with an unseeded split.
+    """
+
+    def __init__(self, splits, size: int | None, val_size: int | None, batch_size: int,
+                 seed: int, device: torch.device, unbalanced: bool = False, amp: bool = True,
+                 cache: bool = True):
+        self.splits, self.size, self.batch_size = splits, size, batch_size
+        self.seed, self.device, self.unbalanced, self.amp = seed, device, unbalanced, amp
+        rng = np.random.default_rng(seed)
+        self.n_forget, self.n_test = len(splits.forget), len(splits.test)
+        self.forget_idx = _pick(rng, self.n_forget, size)
+        self.test_idx = _pick(rng, self.n_test, size)
+        self.val_idx = _pick(rng, len(splits.val), val_size)
+        self._cache: dict[str, list] | None = {} if cache else None
+
+    def _batches(self, name: str, idx: np.ndarray, fixed: bool):
+        loader = DataLoader(self.splits.dataset(name).subset(idx), batch_size=self.batch_size,
+                            shuffle=False)
+        if not fixed or self._cache is None:
+            return loader
+        if name not in self._cache:  # decode + normalise once, keep on the device
+            self._cache[name] = [(to_device(x, self.device), y.to(self.device)) for x, y in loader]
+        return self._cache[name]
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        fixed = not self.unbalanced
+        if self.unbalanced:
+            rng = np.random.default_rng()  # deliberately unseeded: the released behaviour
+            frac = 1.0 if self.size is None else min(1.0, self.size / max(self.n_forget, self.n_test))
+            f_idx = _pick(rng, self.n_forget, max(5, round(frac * self.n_forget)))
+            t_idx = _pick(rng, self.n_test, max(5, round(frac * self.n_test)))
+            mia_seed, balance = int(rng.integers(2**31 - 1)), False
+        else:
+            f_idx, t_idx, mia_seed, balance = self.forget_idx, self.test_idx, self.seed, True
+        val = predict(model, self._batches("val", self.val_idx, True), self.device, amp=self.amp)
+        forget = predict(model, self._batches("forget", f_idx, fixed), self.device, amp=False)["losses"]
+        test = predict(model, self._batches("test", t_idx, fixed), self.device, amp=False)["losses"]
+        for what, arr in (("validation logits", val["logits"]), ("forget losses", forget),
+                          ("test losses", test)):
+            if not np.all(np.isfinite(arr)):
+                raise FloatingPointError(f"DLFD monitor: the {what} are NaN or infinite: the run "
+                                         f"diverged. Lower lr, alpha or w_f and run again.")
+        attack = mia(forget, test, seed=mia_seed, balance=balance)
+        return {"val_acc": accuracy(val["logits"], val["labels"]), "mia": attack["mia"],
+                "mia_auc": attack["auc"], "fs": forgetting_score(attack["mia"])}
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            raise ValueError("the forget loader is empty")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the method
+# ---------------------------------------------------------------------------------------------
+_DEFAULTS = {
+    # the authors' MUFAC values (paper-notes.md); alpha in normalised pixel units (see above)
+    "paper": {"lr": 0.008, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 15, "alpha": 0.4,
+              "forget_threshold": 0.15, "max_fs": 0.09, "batch_size": 32,
+              "monitor_every": 10, "monitor_size": 512, "val_size": None},
+    # CPU demo: fewer, larger steps; the lead tunes these
+    "quick": {"lr": 0.01, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 5, "alpha": 0.4,
+              "forget_threshold": 0.15, "max_fs": 0.09, "batch_size": 64,
+              "monitor_every": 8, "monitor_size": 256, "val_size": 512},
+    # tests: seconds
+    "smoke": {"lr": 0.01, "K": 2, "batch_size": 16, "monitor_every": 2, "monitor_size": 24,
+              "val_size": 24, "eval_batch_size": 64},
+}
+
+
+@register("dlfd", defaults=_DEFAULTS)
+def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
+         lr: float = 0.008, momentum: float = 0.9, weight_decay: float = 5e-4,
+         batch_size: int = 32, augment: bool = False,
+         K: int = 15, alpha: float = 0.4, eps: float | None = None,
+         w_f: float = 3.0, w_t0: float = 0.0, w_t1: float = 1.0,
+         feature_layer: str = "logits", distance: str = "ot",
+         ot_reg: float = 0.01, ot_iters: int = 50, ot_stop_thr: float = 1e-6,
+         ot_backend: str = "pot", ot_grad: str = "autodiff",
+         dynamic: bool = True, forget_threshold: float = 0.15, max_fs: float = 0.09,
+         monitor_every: int = 10, monitor_size: int | None = 512, val_size: int | None = None,
+         eval_batch_size: int = 256, max_batches: int | None = None, amp: bool = True,
+         released_code: bool = False, ot_on_clean: bool | None = None,
+         clamp01: bool | None = None, eval_after_first_monitor: bool | None = None,
+         unbalanced_monitor: bool | None = None, shuffle_retain: bool | None = None):
+    """DLFD, one epoch over the retain set (see the module docstring for every argument).
+
+    lr/momentum/weight_decay: the SGD step; K/alpha/eps: the perturbation (normalised pixel
+    units; eps=None unbounded); w_f, w_t0 -> w_t1: OT weight and the linear retain-weight
+    schedule; feature_layer: "logits" | "penultimate" | "backbone"; distance: "ot" | "mean";
+    ot_*: Sinkhorn settings (reg = eps of the paper, iterations, POT stop threshold, backend
+    "pot" | "torch" | "scaling", gradient "autodiff" | "envelope"; see :mod:`.ot`);
+    dynamic/forget_threshold: switch to plain CE once FS < threshold; max_fs: checkpoint selection; monitor_every/monitor_size/val_size:
+    monitoring cadence and subsample sizes (None: the full split); max_batches: stop the epoch
+    early (tests, benchmarks); amp: bf16 autocast; released_code and the five switches: the
+    authors' released behaviour (module docstring).
+    """
+    # ---- arguments --------------------------------------------------------------------------
+    sw = {k: (released_code if k != "shuffle_retain" else not released_code) if v is None else bool(v)
+          for k, v in (("ot_on_clean", ot_on_clean), ("clamp01", clamp01),
+                       ("eval_after_first_monitor", eval_after_first_monitor),
+                       ("unbalanced_monitor", unbalanced_monitor), ("shuffle_retain", shuffle_retain))}
+    if distance not in ("ot", "mean"):
+        raise ValueError(f"distance={distance!r}: choose 'ot' (the paper) or 'mean' (batch means)")
+    if feature_layer not in ("logits", "penultimate", "backbone"):
+        raise ValueError(f"feature_layer={feature_layer!r}: choose 'logits', 'penultimate' or 'backbone'")
+    if K < 0 or batch_size < 1 or monitor_every < 1 or not lr > 0:
+        raise ValueError(f"DLFD needs K >= 0, batch_size >= 1, monitor_every >= 1 and lr > 0; got "
+                         f"K={K}, batch_size={batch_size}, monitor_every={monitor_every}, lr={lr}")
+    if eps is not None and not eps > 0:
+        raise ValueError(f"eps={eps}: give a positive L-inf bound, or None for no bound")
+    dist_fn = (mean_feature_distance if distance == "mean" else
+               (lambda a, b: ot_distance(a, b, reg=ot_reg, max_iter=ot_iters, stop_thr=ot_stop_thr,
+                                         backend=ot_backend, grad=ot_grad)))
+
+    # ---- data ---------------------------------------------------------------------------------
+    seeds = np.random.SeedSequence(seed).generate_state(2)
+    n_retain, n_forget = len(splits.retain), len(splits.forget)
+    retain_loader = splits.loader("retain", batch_size=batch_size, augment=augment,
+                                  shuffle=sw["shuffle_retain"], seed=int(seeds[0]),
+                                  drop_last=n_retain > batch_size)  # no 1-image BatchNorm batch
+    forget_loader = splits.loader("forget", batch_size=batch_size, augment=augment, shuffle=True,
+                                  seed=int(seeds[1]), drop_last=n_forget > batch_size)
+    n_batches = len(retain_loader) if max_batches is None else min(len(retain_loader), max_batches)
+    if n_batches < 1:
+        raise ValueError(f"DLFD has no retain batch to run (retain={n_retain}, batch_size={batch_size}, "
+                         f"max_batches={max_batches}); give max_batches >= 1")
+    monitor = DLFDMonitor(splits, monitor_size, val_size, eval_batch_size, seed, device,
+                          unbalanced=sw["unbalanced_monitor"], amp=amp)
+
+    if sw["clamp01"]:
+        lo = torch.zeros((1, 1, 1, 1), device=device)
+        hi = torch.ones((1, 1, 1, 1), device=device)
+    else:
+        lo, hi = valid_range(splits.mean, splits.std, device)
+    perturb = Perturbation(K=K, alpha=alpha, w_f=w_f, lo=lo, hi=hi, eps=eps,
+                           feature_layer=feature_layer, distance=dist_fn, amp=amp,
+                           project=not sw["clamp01"], ot_on_clean=sw["ot_on_clean"])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    # ---- the epoch ----------------------------------------------------------------------------
+    released_modes = sw["eval_after_first_monitor"]
+    if released_modes:
+        model.train()  # once, never again (pitfall 3)
+    forget_iter = _cycle(forget_loader)
+    plain = False  # becomes True once FS < forget_threshold (dynamic=False: never)
+    switched_at = None
+    records: list[dict] = []
+    best_state, best_idx, rule = None, None, None
+    ot_sum = torch.zeros((), device=device)
+    ce_sum = torch.zeros((), device=device)
+    n_pert = n_seen = 0
+    monitor_seconds = 0.0
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_batches, desc="DLFD", disable=not progress)
+    retain_iter = iter(retain_loader)
+    for i in range(n_batches):
+        x, y = next(retain_iter)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
+        w_t = retain_weight(i, n_batches, w_t0, w_t1)
+        mode = "plain" if plain else "perturb"
+        if not plain and K > 0:
+            xf = to_device(next(forget_iter)[0], device)
+            if not released_modes:
+                model.eval()
+            with torch.no_grad(), autocast(device, amp):
+                forget_feats = _features(model, xf, feature_layer)[0].float()
+            x_star, dist, _ = perturb(model, x, y, forget_feats, w_t)
+            ot_sum += dist
+            n_pert += 1
+        elif not plain:  # K = 0: no perturbation steps, but the released clamp still applies
+            x_star = perturb.inputs(x, torch.zeros_like(x))
+        else:
+            x_star = x
+
+        if not released_modes:
+            model.train()
+        with autocast(device, amp):
+            logits = model(x_star)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ce_sum += loss.detach()
+        n_seen += 1
+        bar.update(1)
+
+        if (i + 1) % monitor_every == 0 or i == n_batches - 1:
+            tm = time.perf_counter()
+            ce_mean = float(ce_sum) / n_seen  # the host syncs happen here, once per monitor
+            check_finite(ce_mean, f"DLFD's cross-entropy at batch {i}")
+            ot_mean = float(ot_sum) / n_pert if n_pert else float("nan")
+            if n_pert:
+                check_finite(ot_mean, f"DLFD's feature distance at batch {i}")
+            m = monitor(model)
+            if released_modes:
+                model.eval()  # the released monitor leaves the model in eval mode for good
+            rec = {"batch": i, "step": i + 1, "mode": mode, "w_t": w_t, **m, "ot": ot_mean,
+                   "ce": ce_mean, "seconds": time.perf_counter() - t0,
+                   "candidate": m["fs"] <= max_fs}
+            records.append(rec)
+            sel, rule = select_checkpoint(records, max_fs)
+            if sel == len(records) - 1:
+                best_state, best_idx = _cpu_state(model), sel
+            if dynamic and not plain and m["fs"] < forget_threshold:
+                plain, switched_at = True, i + 1
+            ot_sum, ce_sum = torch.zeros((), device=device), torch.zeros((), device=device)
+            n_pert = n_seen = 0
+            monitor_seconds += time.perf_counter() - tm
+            bar.set_postfix(fs=f"{m['fs']:.3f}", val=f"{m['val_acc']:.3f}", mode=mode)
+    bar.close()
+
+    model.load_state_dict(best_state)
+    model.eval()
+    chosen = records[best_idx]
+    info = {"selected_step": chosen["step"], "selected_batch": chosen["batch"],
+            "selected_fs": chosen["fs"], "selected_val_acc": chosen["val_acc"],
+            "selection_rule": rule, "switched_at_batch": switched_at, "n_batches": n_batches,
+            "n_monitors": len(records), "monitor_seconds": monitor_seconds, "switches": sw}
+    return records, info

@@ -1,0 +1,187 @@
+"""The one registry of unlearning methods.
+
+A method is one function in one file of ``dlfd_lib/unlearn/``, registered with a decorator::
+
+    from .registry import register
+
+    @register("finetune", defaults={"smoke": {"epochs": 1}, "quick": {...}, "paper": {...}})
+    def finetune(model, splits, *, device, seed, progress, epochs=5, lr=0.01):
+        ...                     # edit `model` in place (the registry hands over a copy)
+        return history, info    # history: list of dicts (or a DataFrame); info: dict
+
+* The function receives the model (already on ``device``, in channels_last), the
+  :class:`~dlfd_lib.data.splits.UnlearningSplits`, the keyword arguments ``device``
+  (a ``torch.device``), ``seed`` and ``progress`` (show tqdm bars), and its hyperparameters.
+  Its keyword parameters *are* its hyperparameters: their Python defaults are the fallback,
+  ``defaults[profile]`` overrides them per profile, and the caller's ``**hparams`` override both.
+* Every module of this package is imported when ``dlfd_lib.unlearn`` is imported (pkgutil),
+  so adding a method is adding one file; nothing else needs editing.
+
+Calling a method::
+
+    res = unlearn("dlfd", model, splits, profile="quick", device="auto", seed=0, lr=0.01)
+    res.model      # the unlearned model (a copy: the caller's model is untouched)
+    res.history    # pandas.DataFrame, one row per monitored step (method specific columns)
+    res.info       # dict: method, profile, seed, device, hparams, seconds, + the method's info
+    model, history = res        # unpacks as the (model, history) pair
+
+``inplace=True`` edits and returns the caller's model instead of a copy (it is still moved to
+``device``).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from ..utils import resolve_device, seed_everything
+
+__all__ = ["register", "unlearn", "available_methods", "method_defaults", "get_method",
+           "UnlearnResult", "PROFILE_NAMES"]
+
+#: The profile names of :data:`dlfd_lib.pipeline.PROFILES` (kept here so that this module does
+#: not import the pipeline, which sits above it; a test checks the two agree).
+PROFILE_NAMES = ("smoke", "quick", "paper")
+
+# arguments every method receives from the registry; not hyperparameters
+_RESERVED = ("model", "splits", "device", "seed", "progress")
+
+
+@dataclass
+class UnlearnResult:
+    """What :func:`unlearn` returns.
+
+    ``model``: the unlearned model; ``history``: one row per monitored step (a DataFrame, maybe
+    empty); ``info``: ``method``, ``profile``, ``seed``, ``device``, ``hparams`` (the resolved
+    values), ``seconds`` (wall time of the method, host-synchronised on CUDA) and whatever the
+    method adds (DLFD: ``selected_step``, ``selected_fs``, ...). Unpacks as ``model, history``.
+    """
+
+    model: torch.nn.Module
+    history: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.model, self.history))
+
+
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    fn: Callable
+    hparams: dict[str, Any]          # name -> Python default
+    defaults: dict[str, dict[str, Any]]  # profile -> overrides
+    doc: str
+
+
+_METHODS: dict[str, _Method] = {}
+
+
+def _hparams_of(fn: Callable) -> dict[str, Any]:
+    params = {}
+    sig = inspect.signature(fn).parameters
+    missing = [r for r in _RESERVED if r not in sig]
+    if missing:
+        raise TypeError(f"unlearning method {fn.__name__} must accept {missing}: its signature must "
+                        f"be fn(model, splits, *, device, seed, progress, <hyperparameters>=default)")
+    for p in sig.values():
+        if p.name in _RESERVED:
+            continue
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY and p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            raise TypeError(f"unlearning method {fn.__name__}: parameter {p.name!r} must be a plain "
+                            f"keyword parameter (no *args / **kwargs)")
+        if p.default is inspect.Parameter.empty:
+            raise TypeError(f"unlearning method {fn.__name__}: hyperparameter {p.name!r} needs a "
+                            f"default value")
+        params[p.name] = p.default
+    return params
+
+
+def register(name: str, defaults: dict[str, dict[str, Any]] | None = None) -> Callable:
+    """Decorator: register ``fn`` as unlearning method ``name`` (see the module docstring).
+
+    ``defaults`` maps profile names (``smoke``/``quick``/``paper``) to hyperparameter values
+    overriding the function's own defaults; unknown profiles or hyperparameter names are
+    rejected here, at import time.
+    """
+    defaults = {k: dict(v) for k, v in (defaults or {}).items()}
+
+    def deco(fn: Callable) -> Callable:
+        if name in _METHODS and _METHODS[name].fn is not fn and \
+                _METHODS[name].fn.__module__ != fn.__module__:
+            raise ValueError(f"unlearning method {name!r} is registered twice: by "
+                             f"{_METHODS[name].fn.__module__} and by {fn.__module__}")
+        hparams = _hparams_of(fn)
+        for profile, values in defaults.items():
+            if profile not in PROFILE_NAMES:
+                raise ValueError(f"method {name!r}: unknown profile {profile!r} in defaults; "
+                                 f"valid profiles: {', '.join(PROFILE_NAMES)}")
+            bad = sorted(set(values) - set(hparams))
+            if bad:
+                raise ValueError(f"method {name!r}: defaults[{profile!r}] names unknown "
+                                 f"hyperparameters {bad}; valid: {', '.join(sorted(hparams))}")
+        _METHODS[name] = _Method(name, fn, hparams, defaults, inspect.getdoc(fn) or "")
+        return fn
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    """Names of all registered unlearning methods, sorted."""
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> _Method:
+    if name not in _METHODS:
+        raise KeyError(f"unknown unlearning method {name!r}; available: "
+                       f"{', '.join(available_methods()) or '(none)'}")
+    return _METHODS[name]
+
+
+def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
+    """The hyperparameters method ``name`` runs with under ``profile``: its function's defaults
+    updated by ``defaults[profile]`` (a profile the method does not list uses the function
+    defaults alone)."""
+    method = get_method(name)
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
+    return {**method.hparams, **method.defaults.get(profile, {})}
+
+
+def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
+            device: str | torch.device = "auto", seed: int = 0, progress: bool = True,
+            inplace: bool = False, **hparams) -> UnlearnResult:
+    """Run unlearning method ``name`` on ``model`` and return an :class:`UnlearnResult`.
+
+    The caller's model is deep-copied first (``inplace=True`` skips the copy), moved to
+    ``device`` (``"auto"``: CUDA if available) in channels_last, global RNGs are seeded with
+    ``seed``, and the method runs with ``method_defaults(name, profile)`` updated by
+    ``hparams``. Unknown hyperparameter names raise ``TypeError`` listing the valid ones.
+    ``progress`` shows the method's tqdm bar.
+    """
+    method = get_method(name)
+    resolved = method_defaults(name, profile)
+    bad = sorted(set(hparams) - set(resolved))
+    if bad:
+        raise TypeError(f"unknown hyperparameter(s) {bad} for unlearning method {name!r}; valid: "
+                        f"{', '.join(sorted(resolved))}")
+    resolved.update(hparams)
+    dev = resolve_device(device)
+    work = model if inplace else copy.deepcopy(model)
+    work.to(device=dev, memory_format=torch.channels_last)
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    out = method.fn(work, splits, device=dev, seed=seed, progress=progress, **resolved)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    history, extra = out if isinstance(out, tuple) else (out, {})
+    history = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history or []))
+    info = {"method": name, "profile": profile, "seed": seed, "device": str(dev),
+            "hparams": resolved, "seconds": seconds, **(extra or {})}
+    return UnlearnResult(work, history, info)

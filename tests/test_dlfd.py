@@ -1,0 +1,280 @@
+"""DLFD, its OT distance and the unlearning registry (fast, CPU)."""
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dlfd_lib.data.splits import (IMAGENET_MEAN, IMAGENET_STD, SplitDataset, TensorSource,
+                                  UnlearningSplits, eval_transform)
+from dlfd_lib.model import build_model
+from dlfd_lib.unlearn import (PROFILE_NAMES, UnlearnResult, available_methods, method_defaults,
+                              register, unlearn)
+from dlfd_lib.unlearn import dlfd as dlfd_mod
+from dlfd_lib.unlearn.dlfd import (Perturbation, retain_weight, select_checkpoint, valid_range)
+from dlfd_lib.unlearn.ot import cosine_cost, mean_feature_distance, ot_distance, sinkhorn_plan
+
+
+def _tiny_splits(n_per_class=12, classes=3, size=32, n_small=12):
+    """Random uint8 images with a class-coloured bar (learnable), 32 px, 3 classes."""
+    g = torch.Generator().manual_seed(0)
+
+    def make(n, offset):
+        labels = np.arange(n) % classes
+        imgs = torch.randint(0, 60, (n, 3, size, size), dtype=torch.uint8, generator=g)
+        for i, c in enumerate(labels):
+            imgs[i, c % 3, 4 + 8 * c: 12 + 8 * c, 4:28] = 250
+        return SplitDataset(TensorSource(imgs), labels, eval_transform(size, IMAGENET_MEAN, IMAGENET_STD),
+                            identities=np.arange(n) // 4 + offset)
+
+    return UnlearningSplits("tiny", "age", [f"c{i}" for i in range(classes)],
+                            make(n_per_class * classes, 0), make(n_small, 1000), make(n_small, 2000),
+                            make(n_small, 3000), size)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return _tiny_splits(n_per_class=16)  # 48 retain images: 6 batches of 8 (smoke: 3 of 16)
+
+
+@pytest.fixture(scope="module")
+def model(splits):
+    torch.manual_seed(0)
+    return build_model(splits.num_classes).eval()
+
+
+def _batch(splits, n=8, name="retain"):
+    ds = splits.dataset(name)
+    x = torch.stack([ds[i][0] for i in range(n)]).contiguous(memory_format=torch.channels_last)
+    y = torch.as_tensor(ds.labels[:n])
+    return x, y
+
+
+def _perturbation(splits, **kw):
+    lo, hi = valid_range(splits.mean, splits.std, torch.device("cpu"))
+    args = dict(K=3, alpha=0.4, w_f=3.0, lo=lo, hi=hi, amp=False)
+    args.update(kw)
+    return Perturbation(**args)
+
+
+# ---------------------------------------------------------------------------------------------
+# OT
+def test_ot_is_zero_on_itself_and_grows_with_separation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 16, generator=g)
+    noise = torch.randn(24, 16, generator=g)
+    d_self = float(ot_distance(x, x))
+    assert abs(d_self) < 1e-4  # entropic OT of a spread-out batch with itself
+    ds = [float(ot_distance(x, x + s * noise)) for s in (0.3, 1.0, 3.0, 10.0)]
+    assert all(a < b for a, b in zip([d_self] + ds, ds)), ds
+    # the cost is the clipped cosine distance, in float32 even under autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = cosine_cost(x.bfloat16(), (-x).bfloat16())
+    assert c.dtype == torch.float32 and c.shape == (24, 24)
+    assert float(c.min()) >= 0.0 and float(c.max()) <= 2.0 + 1e-5
+    assert float(mean_feature_distance(x, x)) < 1e-6 and float(mean_feature_distance(x, -x)) > 1.9
+
+
+def test_ot_gradients_and_backends_agree():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(16, 8, generator=g, requires_grad=True)
+    b = torch.randn(20, 8, generator=g, requires_grad=True)
+    vals, grads = {}, {}
+    for backend in ("pot", "torch", "scaling"):
+        for grad in ("autodiff", "envelope"):
+            d = ot_distance(a, b, backend=backend, grad=grad, stop_thr=0.0)  # fixed iterations
+            assert d.ndim == 0 and d.dtype == torch.float32
+            ga, gb = torch.autograd.grad(d, (a, b))
+            assert torch.isfinite(ga).all() and ga.abs().sum() > 0 and gb.abs().sum() > 0
+            vals[backend, grad], grads[backend, grad] = float(d.detach()), ga
+    for backend in ("torch", "scaling"):
+        for grad in ("autodiff", "envelope"):
+            assert vals["pot", grad] == pytest.approx(vals[backend, grad], rel=1e-4)
+            torch.testing.assert_close(grads["pot", grad], grads[backend, grad], rtol=1e-3, atol=1e-6)
+    # an extreme cost matrix (costs 0 and 2 only) stays finite and keeps the marginals
+    cost = torch.zeros(16, 16)
+    cost[0, :], cost[:, 3], cost[0, 3] = 2.0, 2.0, 0.0
+    for backend in ("pot", "torch", "scaling"):
+        plan = sinkhorn_plan(cost, 0.01, 50, 0.0, backend)
+        assert torch.isfinite(plan).all()
+        torch.testing.assert_close(plan.sum(0), torch.full((16,), 1 / 16), rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="backend"):
+        ot_distance(a, b, backend="cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# the perturbation
+def test_ot_gradient_reaches_delta_in_paper_mode_and_not_in_released_mode(splits, model):
+    x, y = _batch(splits, 8)
+    xf, _ = _batch(splits, 8, "forget")
+    with torch.no_grad():
+        ff = model(xf).float()
+    delta = torch.zeros_like(x)
+    paper = _perturbation(splits, w_f=1.0)
+    g, dist, _ = paper.grad(model, x, y, delta, ff, w_t=0.0)  # w_t = 0: the OT term alone
+    assert float(g.abs().sum()) > 0 and torch.isfinite(dist)
+    released = _perturbation(splits, w_f=1.0, ot_on_clean=True)
+    with torch.no_grad():
+        clean = model(x).float()
+    g, dist_r, _ = released.grad(model, x, y, delta, ff, w_t=0.0, clean_feats=clean)
+    assert float(g.abs().sum()) == 0.0 and float(dist_r) > 0  # OT is there, its gradient is not
+    # with the CE term the released perturbation moves (it only follows -grad CE)
+    g, _, _ = released.grad(model, x, y, delta, ff, w_t=1.0, clean_feats=clean)
+    assert float(g.abs().sum()) > 0
+
+
+def test_perturbed_images_stay_valid_and_within_eps_and_no_weight_grads(splits, model):
+    x, y = _batch(splits, 8)
+    xf, _ = _batch(splits, 8, "forget")
+    with torch.no_grad():
+        ff = model(xf).float()
+    lo, hi = valid_range(splits.mean, splits.std, torch.device("cpu"))
+    for eps in (None, 0.05):
+        pert = _perturbation(splits, K=4, alpha=0.4, eps=eps)
+        x_star, dist, ce = pert(model, x, y, ff, w_t=0.5)
+        assert (x_star >= lo - 1e-6).all() and (x_star <= hi + 1e-6).all()
+        assert not torch.equal(x_star, x)
+        if eps is not None:
+            assert float((x_star - x).abs().max()) <= eps + 1e-6
+        else:
+            assert float((x_star - x).abs().max()) > 0.5  # unbounded: large moves happen
+        assert torch.isfinite(dist) and torch.isfinite(ce)
+    assert all(p.grad is None for p in model.parameters()), "delta-steps must not form weight grads"
+    # the released clamp cuts negative normalised pixels to 0 even at delta = 0
+    rel = _perturbation(splits, K=0, lo=torch.zeros(1, 1, 1, 1), hi=torch.ones(1, 1, 1, 1), project=False)
+    assert float(rel.inputs(x, torch.zeros_like(x)).min()) == 0.0 and float(x.min()) < 0
+
+
+def test_retain_weight_schedule():
+    assert retain_weight(0, 10, 0.0, 1.0) == 0.0
+    assert retain_weight(9, 10, 0.0, 1.0) == 1.0
+    assert retain_weight(3, 7, 0.5, 1.0) == pytest.approx(0.75)
+    assert retain_weight(0, 1, 0.5, 1.0) == 0.5  # one-batch epoch: no division by zero
+
+
+def test_select_checkpoint():
+    recs = [{"fs": 0.20, "val_acc": 0.9}, {"fs": 0.08, "val_acc": 0.6}, {"fs": 0.05, "val_acc": 0.7},
+            {"fs": 0.09, "val_acc": 0.7}, {"fs": 0.01, "val_acc": 0.5}]
+    assert select_checkpoint(recs, 0.09) == (2, "best_val_acc_with_fs<=max_fs")  # tie -> earlier
+    assert select_checkpoint(recs, 0.02) == (4, "best_val_acc_with_fs<=max_fs")
+    assert select_checkpoint(recs[:1] + [{"fs": 0.15, "val_acc": 0.1}], 0.09) == (1, "lowest_fs")
+    # online consistency: the pick over a prefix is never changed to an earlier, unstored state
+    picks = [select_checkpoint(recs[: i + 1], 0.09)[0] for i in range(len(recs))]
+    for i, p in enumerate(picks):
+        assert p == i or p == picks[i - 1]
+    with pytest.raises(ValueError):
+        select_checkpoint([], 0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+def test_registry_lists_validates_and_does_not_mutate(splits, model):
+    assert "dlfd" in available_methods()
+    assert set(PROFILE_NAMES) == set(__import__("dlfd_lib.pipeline", fromlist=["PROFILES"]).PROFILES)
+    paper = method_defaults("dlfd", "paper")
+    assert (paper["lr"], paper["w_f"], paper["w_t0"], paper["w_t1"], paper["K"], paper["alpha"],
+            paper["forget_threshold"], paper["max_fs"], paper["batch_size"]) == \
+        (0.008, 3.0, 0.0, 1.0, 15, 0.4, 0.15, 0.09, 32)
+    assert paper["momentum"] == 0.9 and paper["weight_decay"] == 5e-4 and paper["eps"] is None
+    with pytest.raises(KeyError, match="dlfd"):
+        unlearn("dlfdd", model, splits)
+    with pytest.raises(TypeError, match="valid:.*alpha"):
+        unlearn("dlfd", model, splits, profile="smoke", device="cpu", alhpa=0.1)
+    with pytest.raises(ValueError, match="profile"):
+        method_defaults("dlfd", "huge")
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        register("broken", defaults={"smoke": {"nope": 1}})(lambda model, splits, *, device, seed, progress, a=1: None)
+    with pytest.raises(TypeError, match="must accept"):
+        register("broken")(lambda model, splits, *, device, a=1: None)
+    assert "broken" not in available_methods()
+    before = copy.deepcopy(model.state_dict())
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", seed=0, max_batches=2)
+    assert isinstance(res, UnlearnResult) and res.model is not model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"unlearn() changed the caller's {k}"
+    m, hist = res  # unpacks as (model, history)
+    assert m is res.model and isinstance(hist, pd.DataFrame)
+    assert res.info["method"] == "dlfd" and res.info["seconds"] > 0
+    mine = copy.deepcopy(model)
+    assert unlearn("dlfd", mine, splits, profile="smoke", device="cpu", max_batches=1, inplace=True).model is mine
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end
+def test_end_to_end_history_and_determinism(splits, model):
+    kw = dict(profile="smoke", device="cpu", seed=3, feature_layer="penultimate", forget_threshold=-1.0,
+              batch_size=8)
+    r1 = unlearn("dlfd", model, splits, **kw)
+    r2 = unlearn("dlfd", model, splits, **kw)
+    h = r1.history
+    cols = {"batch", "step", "mode", "w_t", "val_acc", "mia", "fs", "ot", "ce", "seconds", "candidate"}
+    assert cols <= set(h.columns) and len(h) == r1.info["n_monitors"] >= 2
+    assert (h["mode"] == "perturb").all() and np.isfinite(h[["ot", "ce", "fs", "val_acc"]].to_numpy()).all()
+    assert h["w_t"].iloc[-1] == 1.0 and r1.info["switched_at_batch"] is None
+    assert all(torch.isfinite(p).all() for p in r1.model.parameters())
+    sel = r1.info["selected_batch"]
+    assert sel in set(h["batch"]) and r1.info["selection_rule"] in ("best_val_acc_with_fs<=max_fs", "lowest_fs")
+    for a, b in zip(r1.model.state_dict().values(), r2.model.state_dict().values()):
+        assert torch.equal(a, b), "same seed must give the same weights on the CPU"
+    pd.testing.assert_frame_equal(h.drop(columns="seconds"), r2.history.drop(columns="seconds"))
+
+
+def test_dynamic_switch_at_first_monitor(splits, model):
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", forget_threshold=1.0, batch_size=8)
+    h = res.history
+    first = int(h["batch"].iloc[0])
+    assert res.info["switched_at_batch"] == first + 1
+    assert h["mode"].iloc[0] == "perturb" and (h["mode"].iloc[1:] == "plain").all()
+    assert np.isnan(h["ot"].iloc[1:]).all()
+
+
+def test_dynamic_switch_with_injected_monitor(splits, model, monkeypatch):
+    fs_values = iter([0.30, 0.10, 0.40, 0.40, 0.40, 0.40])
+
+    def fake_call(self, m):
+        return {"val_acc": 0.5, "mia": 0.5, "mia_auc": 0.5, "fs": next(fs_values)}
+
+    monkeypatch.setattr(dlfd_mod.DLFDMonitor, "__call__", fake_call)
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", forget_threshold=0.15, max_fs=0.12,
+                  batch_size=8)
+    h = res.history
+    assert list(h["mode"][:2]) == ["perturb", "perturb"] and (h["mode"][2:] == "plain").all()
+    assert res.info["switched_at_batch"] == int(h["batch"].iloc[1]) + 1
+    assert res.info["selected_batch"] == int(h["batch"].iloc[1]) and res.info["selected_fs"] == 0.10
+
+
+def test_released_mode_runs_and_reports_switches(splits, model):
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", released_code=True, max_batches=3)
+    assert res.info["switches"] == {"ot_on_clean": True, "clamp01": True, "eval_after_first_monitor": True,
+                                    "unbalanced_monitor": True, "shuffle_retain": False}
+    one = unlearn("dlfd", model, splits, profile="smoke", device="cpu", released_code=True,
+                  clamp01=False, max_batches=1)
+    assert one.info["switches"]["clamp01"] is False and one.info["switches"]["ot_on_clean"] is True
+
+
+def test_nan_weights_stop_with_clear_error(splits, model):
+    bad = copy.deepcopy(model)
+    with torch.no_grad():
+        bad.features[6].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        unlearn("dlfd", bad, splits, profile="smoke", device="cpu")
+
+
+def test_train_eval_modes_paper_vs_released(splits, model, monkeypatch):
+    seen = []
+    original = Perturbation.grad
+
+    def spy(self, m, *args, **kw):
+        seen.append(m.training)
+        return original(self, m, *args, **kw)
+
+    monkeypatch.setattr(Perturbation, "grad", spy)
+    unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_batches=4,
+            forget_threshold=-1.0)
+    assert seen and not any(seen), "paper mode: delta-steps run in eval mode"
+    seen.clear()
+    unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_batches=4,
+            forget_threshold=-1.0, eval_after_first_monitor=True)
+    k = 2  # smoke: K = 2 steps per batch, first monitor after batch 2 (monitor_every = 2)
+    assert seen == [True] * (2 * k) + [False] * (2 * k), seen
