@@ -77,3 +77,46 @@ def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", 
         ax.set(title=metric, ylim=(0, 1))
     fig.tight_layout()
     return fig
+
+
+def plot_unlearning_history(history: pd.DataFrame, forget_threshold: float | None = None,
+                            max_fs: float | None = None, selected_batch: int | None = None,
+                            title: str = "DLFD over its epoch") -> plt.Figure:
+    """The monitored course of an unlearning run (one row per monitor, ``batch`` on the x axis):
+    validation accuracy and forgetting score; the OT distance and the cross-entropy; the retain
+    weight. Batches trained in plain mode (after the dynamic switch) are shaded, the kept
+    checkpoint is marked."""
+    h = history.reset_index(drop=True)
+    x = h["batch"] + 1
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ax = axes[0]
+    ax.plot(x, h["val_acc"], marker="o", ms=3, label="validation accuracy")
+    ax.plot(x, h["fs"], marker="o", ms=3, label="forgetting score |MIA-0.5|")
+    if forget_threshold is not None:
+        ax.axhline(forget_threshold, ls=":", color="tab:orange", label="switch threshold")
+    if max_fs is not None:
+        ax.axhline(max_fs, ls="--", color="tab:orange", lw=1, label="max FS kept")
+    if selected_batch is not None:
+        ax.axvline(selected_batch + 1, color="k", lw=1, label="kept checkpoint")
+    ax.set(xlabel="retain batch", ylabel="value", title="utility and forgetting", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    if "ot" in h and h["ot"].notna().any():
+        ax.plot(x, h["ot"], marker="o", ms=3, color="tab:green", label="OT distance (last δ-step)")
+    ax.plot(x, h["ce"], marker="o", ms=3, color="tab:red", label="cross-entropy of the SGD step")
+    ax.set(xlabel="retain batch", ylabel="loss", title="distance and classification loss")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    ax.plot(x, h["w_t"], marker="o", ms=3, color="tab:purple")
+    ax.set(xlabel="retain batch", ylabel="w_t", title="retain (classification) weight", ylim=(-0.05, 1.05))
+    if "mode" in h:
+        plain = h["mode"] == "plain"
+        if plain.any():
+            for a in axes:
+                a.axvspan(x[plain.idxmax()] - 0.5, x.iloc[-1] + 0.5, color="grey", alpha=0.12)
+            axes[0].text(x[plain.idxmax()], 0.95, " plain CE", va="top", fontsize=8, color="grey")
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
