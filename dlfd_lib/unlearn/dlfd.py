@@ -325,10 +325,15 @@ _DEFAULTS = {
     "paper": {"lr": 0.008, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 15, "alpha": 0.4,
               "forget_threshold": 0.15, "max_fs": 0.09, "batch_size": 32,
               "monitor_every": 10, "monitor_size": 512, "val_size": None},
-    # CPU demo: fewer, larger steps; the lead tunes these
-    "quick": {"lr": 0.01, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 5, "alpha": 0.4,
-              "forget_threshold": 0.15, "max_fs": 0.09, "batch_size": 64,
-              "monitor_every": 8, "monitor_size": 256, "val_size": 512},
+    # CPU demo on the quick synthetic data (seed 0 original: FS ~0.16, retrained FS ~0.03):
+    # fewer, smaller perturbation steps and a lower lr (the quick original ends its one-cycle
+    # schedule at lr ~0, so lr 0.01 fine-tuning costs accuracy); thresholds scaled to the
+    # original's FS as the paper's 0.15 / 0.09 are to MUFAC's 0.19. Tried on seed 0:
+    # alpha 0.4 / lr 0.01 -> test 0.536, NoMUS 0.756; alpha 0.1 / lr 0.005 -> test 0.648,
+    # NoMUS 0.762 (retrained 0.759).
+    "quick": {"lr": 0.005, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 8, "alpha": 0.1,
+              "forget_threshold": 0.08, "max_fs": 0.06, "batch_size": 32,
+              "monitor_every": 4, "monitor_size": 384, "val_size": 512},
     # tests: seconds
     "smoke": {"lr": 0.01, "K": 2, "batch_size": 16, "monitor_every": 2, "monitor_size": 24,
               "val_size": 24, "eval_batch_size": 64},
