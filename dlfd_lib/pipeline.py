@@ -47,7 +47,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "description": "tests: tiny data, a few seconds per notebook",
         "data": {"image_size": 32, "n_train_ids": 24, "imgs_per_id": 6,
-                 "n_val_ids": 6, "n_test_ids": 6, **_COMMON_DATA},
+                 "n_val_ids": 6, "n_test_ids": 6, "pose_sd": 1.0, "light_sd": 1.0,
+                 "identity_offset_sd": 0.35, **_COMMON_DATA},
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "onecycle",
                   "warmup_frac": 0.25, **_COMMON_TRAIN},
         "eval_batch_size": 64,
@@ -67,8 +68,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "paper": {
         "description": "the authors' recipe on a GPU: 128 px, 100 epochs",
+        # the generator's defaults (calibrated for 60-100 epochs on a GPU)
         "data": {"image_size": 128, "n_train_ids": 300, "imgs_per_id": 34,
-                 "n_val_ids": 50, "n_test_ids": 50, **_COMMON_DATA},
+                 "n_val_ids": 50, "n_test_ids": 50, "pose_sd": 1.0, "light_sd": 1.0,
+                 "identity_offset_sd": 0.35, **_COMMON_DATA},
         "train": {"epochs": 100, "batch_size": 32, "lr": 0.01, "schedule": "cosine",
                   "warmup_frac": 0.0, **_COMMON_TRAIN},
         "eval_batch_size": 256,
