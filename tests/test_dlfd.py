@@ -6,8 +6,6 @@ import pandas as pd
 import pytest
 import torch
 
-from dlfd_lib.data.splits import (IMAGENET_MEAN, IMAGENET_STD, SplitDataset, TensorSource,
-                                  UnlearningSplits, eval_transform)
 from dlfd_lib.model import build_model
 from dlfd_lib.unlearn import (PROFILE_NAMES, UnlearnResult, available_methods, method_defaults,
                               register, unlearn)
@@ -15,27 +13,12 @@ from dlfd_lib.unlearn import dlfd as dlfd_mod
 from dlfd_lib.unlearn.dlfd import (Perturbation, retain_weight, select_checkpoint, valid_range)
 from dlfd_lib.unlearn.ot import cosine_cost, mean_feature_distance, ot_distance, sinkhorn_plan
 
-
-def _tiny_splits(n_per_class=12, classes=3, size=32, n_small=12):
-    """Random uint8 images with a class-coloured bar (learnable), 32 px, 3 classes."""
-    g = torch.Generator().manual_seed(0)
-
-    def make(n, offset):
-        labels = np.arange(n) % classes
-        imgs = torch.randint(0, 60, (n, 3, size, size), dtype=torch.uint8, generator=g)
-        for i, c in enumerate(labels):
-            imgs[i, c % 3, 4 + 8 * c: 12 + 8 * c, 4:28] = 250
-        return SplitDataset(TensorSource(imgs), labels, eval_transform(size, IMAGENET_MEAN, IMAGENET_STD),
-                            identities=np.arange(n) // 4 + offset)
-
-    return UnlearningSplits("tiny", "age", [f"c{i}" for i in range(classes)],
-                            make(n_per_class * classes, 0), make(n_small, 1000), make(n_small, 2000),
-                            make(n_small, 3000), size)
+from helpers import tiny_splits
 
 
 @pytest.fixture(scope="module")
 def splits():
-    return _tiny_splits(n_per_class=16)  # 48 retain images: 6 batches of 8 (smoke: 3 of 16)
+    return tiny_splits(n_per_class=16)  # 48 retain images: 6 batches of 8 (smoke: 3 of 16)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from dlfd_lib.data.splits import (IMAGENET_MEAN, IMAGENET_STD, SplitDataset, TensorSource,
-                                  UnlearningSplits, eval_transform)
 from dlfd_lib.model import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from dlfd_lib.train import TrainConfig, train_model, train_or_load
+
+from helpers import tiny_splits
 
 
 def expected_authors_keys(num_classes: int) -> dict[str, tuple]:
@@ -99,24 +99,8 @@ def test_checkpoint_errors_are_explained(tmp_path):
         load_checkpoint(tmp_path / "foreign.pth")
 
 
-def _tiny_splits(n_per_class=12, classes=3, size=32):
-    """Images whose class is a coloured square in one of three places: learnable in a few steps."""
-    g = torch.Generator().manual_seed(0)
-
-    def make(n, seed_offset):
-        labels = np.arange(n) % classes
-        imgs = torch.randint(0, 60, (n, 3, size, size), dtype=torch.uint8, generator=g)
-        for i, c in enumerate(labels):
-            imgs[i, c % 3, 4 + 8 * c: 12 + 8 * c, 4:28] = 250
-        return SplitDataset(TensorSource(imgs), labels, eval_transform(size, IMAGENET_MEAN, IMAGENET_STD),
-                            identities=np.arange(n) // 4 + seed_offset)
-
-    return UnlearningSplits("tiny", "age", [f"c{i}" for i in range(classes)], make(n_per_class * classes, 0),
-                            make(12, 1000), make(12, 2000), make(12, 3000), size)
-
-
 def test_short_training_lowers_the_loss():
-    splits = _tiny_splits()
+    splits = tiny_splits()
     model = build_model(splits.num_classes)
     cfg = TrainConfig(epochs=6, batch_size=12, lr=0.02, schedule="onecycle", augment=False)
     hist = train_model(model, splits, on="train", cfg=cfg, seed=0, progress=False)
@@ -125,7 +109,7 @@ def test_short_training_lowers_the_loss():
 
 
 def test_train_or_load_reuses_and_is_deterministic(tmp_path):
-    splits = _tiny_splits(n_per_class=4)
+    splits = tiny_splits(n_per_class=4)
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, schedule="cosine")
     m1, meta1 = train_or_load("retrained", splits, cfg, seed=5, ckpt_dir=tmp_path, progress=False)
     assert not meta1["reused"] and len(list(tmp_path.glob("*.pt"))) == 1
@@ -140,7 +124,7 @@ def test_train_or_load_reuses_and_is_deterministic(tmp_path):
 
 
 def test_diverging_training_stops_with_clear_error():
-    splits = _tiny_splits(n_per_class=4)
+    splits = tiny_splits(n_per_class=4)
     model = build_model(splits.num_classes)
     with torch.no_grad():
         model.features[6].weight.fill_(float("nan"))
