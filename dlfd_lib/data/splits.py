@@ -245,22 +245,10 @@ def _concat(a: SplitDataset, b: SplitDataset) -> SplitDataset:
     elif isinstance(a.source, FileSource) and isinstance(b.source, FileSource):
         source = FileSource(a.source.paths + b.source.paths)
     else:
-        source = _ConcatSource(a.source, b.source)
+        raise TypeError(f"cannot join a {type(a.source).__name__} and a {type(b.source).__name__}: "
+                        f"retain and forget must come from the same kind of image source")
     ids = None
     if a.identities is not None and b.identities is not None:
         ids = np.concatenate([a.identities, b.identities])
     return SplitDataset(source, np.concatenate([a.labels, b.labels]), a.transform, ids)
 
-
-class _ConcatSource(ImageSource):
-    def __init__(self, a: ImageSource, b: ImageSource):
-        self.a, self.b = a, b
-
-    def __len__(self) -> int:
-        return len(self.a) + len(self.b)
-
-    def get(self, i: int) -> torch.Tensor:
-        return self.a.get(i) if i < len(self.a) else self.b.get(i - len(self.a))
-
-    def subset(self, idx: np.ndarray) -> ImageSource:
-        raise NotImplementedError("subset of a concatenated source")
