@@ -42,21 +42,50 @@ def plot_learning_curves(histories: Mapping[str, Sequence[dict]]) -> plt.Figure:
 
 def plot_loss_histograms(losses: Mapping[str, Mapping[str, np.ndarray]],
                          member: str = "forget", nonmember: str = "test",
-                         mia: Mapping[str, float] | None = None, bins: int = 40) -> plt.Figure:
+                         mia: Mapping[str, float] | None = None, bins: int = 40,
+                         ncols: int = 4) -> plt.Figure:
     """For each model, the per-sample loss of the forget images (members) beside that of unseen
-    test images: the signal the membership-inference attack reads. ``losses[model][split]``."""
+    test images: the signal the membership-inference attack reads. ``losses[model][split]``;
+    panels wrap after ``ncols`` per row and share their axes."""
     names = list(losses)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.6), squeeze=False, sharey=True)
+    ncols = min(ncols, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows), squeeze=False,
+                             sharex=True, sharey=True)
     hi = max(np.quantile(np.concatenate([losses[n][member], losses[n][nonmember]]), 0.99) for n in names)
     edges = np.linspace(0, max(hi, 1e-3), bins + 1)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes.flat, names):
         ax.hist(np.clip(losses[name][member], 0, edges[-1]), bins=edges, alpha=0.6, density=True,
                 label=f"{member} (member)", color="tab:red")
         ax.hist(np.clip(losses[name][nonmember], 0, edges[-1]), bins=edges, alpha=0.6, density=True,
                 label=f"{nonmember} (unseen)", color="tab:blue")
         title = name if not mia or name not in mia else f"{name}: MIA {mia[name]:.3f}"
         ax.set(title=title, xlabel="per-sample cross-entropy", ylabel="density")
-        ax.legend()
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tradeoff(summary: pd.DataFrame, x: str = "fs", y: str = "test_acc",
+                  reference: str = "retrained") -> plt.Figure:
+    """Utility against forgetting, one point per model (mean over seeds, sd as error bars when
+    present): lower forgetting score is better forgetting, higher test accuracy better utility.
+    The reference (retrained) model is the star to get close to."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    palette = sns.color_palette("tab20", len(summary))
+    for (name, row), colour in zip(summary.iterrows(), palette):
+        is_ref = name == reference
+        ax.errorbar(row[x], row[y], xerr=row.get(f"{x}_sd", 0) if np.isfinite(row.get(f"{x}_sd", np.nan)) else 0,
+                    yerr=row.get(f"{y}_sd", 0) if np.isfinite(row.get(f"{y}_sd", np.nan)) else 0,
+                    fmt="*" if is_ref else "o", ms=16 if is_ref else 7, color="k" if is_ref else colour,
+                    capsize=2, lw=0.8)
+        ax.annotate(name, (row[x], row[y]), textcoords="offset points", xytext=(6, 4), fontsize=9,
+                    weight="bold" if is_ref or name == "dlfd" else "normal")
+    ax.set(xlabel="forgetting score |MIA − 0.5| (lower: forgets better)",
+           ylabel="test accuracy (higher: keeps its skill)", title="utility vs forgetting")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
