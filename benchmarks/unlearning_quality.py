@@ -2,8 +2,9 @@
 
 For each seed: build the profile's data, train (or reuse) the original and retrained models,
 run each registered method from the original, evaluate everything the same way, and print the
-per-seed rows and the mean and sd over seeds.
+per-seed rows and the mean (sd) over seeds (``dlfd_lib.benchmark``, as notebook 03 does).
 
+    python benchmarks/unlearning_quality.py --profile quick --seeds 0 1 2
     python benchmarks/unlearning_quality.py --profile quick --methods dlfd --seeds 0 1 2
 
 Reference-model checkpoints are shared with ``benchmarks/synthetic_quality.py`` (``--ckpt-dir``).
@@ -11,17 +12,10 @@ Reference-model checkpoints are shared with ``benchmarks/synthetic_quality.py`` 
 from __future__ import annotations
 
 import argparse
-import time
 
-import pandas as pd
-
-from dlfd_lib.data import load_splits
-from dlfd_lib.metrics import evaluate
+from dlfd_lib.benchmark import SUMMARY_COLUMNS, format_mean_sd, run_benchmark, summarize
 from dlfd_lib.pipeline import get_profile
-from dlfd_lib.train import TrainConfig, train_or_load
-from dlfd_lib.unlearn import available_methods, unlearn
-
-COLUMNS = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_auc", "fs", "nomus", "seconds"]
+from dlfd_lib.unlearn import available_methods
 
 
 def main(argv=None):
@@ -35,37 +29,18 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="write the per-seed rows as CSV here")
     args = ap.parse_args(argv)
 
-    profile = get_profile(args.profile)
-    cfg = TrainConfig.from_profile(profile)
-    methods = args.methods or available_methods()
-    rows = []
-    for seed in args.seeds:
-        splits = load_splits("synthetic", task=args.task, profile=profile, seed=seed)
-        original = None
-        for role in ("original", "retrained"):
-            model, meta = train_or_load(role, splits, cfg, seed=seed, device=args.device, ckpt_dir=args.ckpt_dir)
-            res = evaluate(model, splits, device=args.device, seed=seed)
-            rows.append({"seed": seed, "model": role, **res, "seconds": meta.get("train_seconds")})
-            if role == "original":
-                original = model
-        for name in methods:
-            t0 = time.perf_counter()
-            result = unlearn(name, original, splits, profile=args.profile, device=args.device, seed=seed,
-                             progress=False)
-            seconds = time.perf_counter() - t0
-            res = evaluate(result.model, splits, device=args.device, seed=seed)
-            rows.append({"seed": seed, "model": name, **res, "seconds": seconds})
-        print(pd.DataFrame([r for r in rows if r["seed"] == seed]).set_index("model")[COLUMNS].round(4)
-              .to_string(), flush=True)
-    df = pd.DataFrame(rows)
-    order = list(dict.fromkeys(df["model"]))
-    agg = df.groupby("model")[COLUMNS].agg(["mean", "std"]).loc[order]
+    bench = run_benchmark(get_profile(args.profile), args.profile, args.seeds, methods=args.methods,
+                          task=args.task, device=args.device, ckpt_dir=args.ckpt_dir, progress=False)
+    rows = bench["rows"]
+    for seed, part in rows.groupby("seed"):
+        print(f"\nseed {seed}\n" + part.set_index("model")[SUMMARY_COLUMNS].round(4).to_string())
+    summary = summarize(rows)
     print(f"\n{args.profile} profile, seeds {args.seeds}: mean (sd) over seeds")
-    table = pd.DataFrame({c: [f"{m:.4f} ({s:.4f})" for m, s in zip(agg[(c, 'mean')], agg[(c, 'std')])]
-                          for c in COLUMNS}, index=agg.index)
-    print(table.to_string())
+    print(format_mean_sd(summary, digits=4).to_string())
+    print("\ngap to the retrained model (mean over seeds of model - retrained)")
+    print(summary[[f"{c}_gap" for c in SUMMARY_COLUMNS if f"{c}_gap" in summary]].round(4).to_string())
     if args.out:
-        df.to_csv(args.out, index=False)
+        rows.to_csv(args.out, index=False)
 
 
 if __name__ == "__main__":
