@@ -41,6 +41,14 @@ from .registry import register
 __all__ = ["finetune", "train_on_retain", "make_loader"]
 
 
+def batch_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    """Mean cross-entropy of one batch: inputs to ``device`` in channels_last, forward under
+    bf16 autocast, loss in float32."""
+    with autocast(device, amp):
+        logits = model(to_device(x, device))
+    return F.cross_entropy(logits.float(), y.to(device, non_blocking=True))
+
+
 def make_loader(splits, name: str, batch_size: int, augment: bool, seed: int, shuffle: bool = True):
     """A seeded, shuffled loader over one split that drops a last partial batch when there is more
     than one batch (so no BatchNorm layer sees a one-image batch)."""
@@ -99,10 +107,7 @@ def train_on_retain(model: nn.Module, splits, *, device: torch.device, seed: int
                 break
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, lr, schedule)
-            x, y = to_device(x, device), y.to(device, non_blocking=True)
-            with autocast(device, amp):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = batch_ce(model, x, y, device, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

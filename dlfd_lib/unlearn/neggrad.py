@@ -42,11 +42,10 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..utils import autocast, check_finite, to_device
-from .finetune import make_loader
+from ..utils import check_finite
+from .finetune import batch_ce, make_loader
 from .registry import register
 
 __all__ = ["neggrad", "neggrad_plus"]
@@ -66,12 +65,6 @@ def _check_args(name, epochs, batch_size, lr):
     if epochs < 0 or batch_size < 1 or not lr >= 0:
         raise ValueError(f"{name} needs epochs >= 0, batch_size >= 1 and lr >= 0; got epochs={epochs}, "
                          f"batch_size={batch_size}, lr={lr}")
-
-
-def _ce(model, x, y, device, amp):
-    with autocast(device, amp):
-        logits = model(to_device(x, device))
-    return F.cross_entropy(logits.float(), y.to(device, non_blocking=True))
 
 
 _NEGGRAD_DEFAULTS = {
@@ -104,7 +97,7 @@ def neggrad(model: nn.Module, splits, *, device: torch.device, seed: int = 0, pr
         for i, (x, y) in enumerate(loader):
             if i >= per_epoch:
                 break
-            ce = _ce(model, x, y, device, amp)
+            ce = batch_ce(model, x, y, device, amp)
             opt.zero_grad(set_to_none=True)
             (-ce).backward()
             opt.step()
@@ -158,8 +151,8 @@ def neggrad_plus(model: nn.Module, splits, *, device: torch.device, seed: int = 
             if i >= per_epoch:
                 break
             xf, yf = next(forget_iter)
-            ce_r = _ce(model, xr, yr, device, amp)
-            ce_f = _ce(model, xf, yf, device, amp)
+            ce_r = batch_ce(model, xr, yr, device, amp)
+            ce_f = batch_ce(model, xf, yf, device, amp)
             loss = alpha * ce_r - (1.0 - alpha) * ce_f
             opt.zero_grad(set_to_none=True)
             loss.backward()
