@@ -27,6 +27,17 @@ Calling a method::
 
 ``inplace=True`` edits and returns the caller's model instead of a copy (it is still moved to
 ``device``).
+
+Watching a method as it runs (notebook 02's curves)::
+
+    res = unlearn("neggrad", model, splits, callback=tracker, callback_every=5)
+
+calls ``tracker(model, step, final)`` once before the first update (``step=0``), after every
+``callback_every``-th optimiser step of the method (any ``torch.optim`` optimiser stepped while
+the method runs, counted through torch's global step hook, so no method needs to know about
+it), and once on the returned model (``final=True``; for DLFD this is the selected checkpoint,
+which may be an earlier state). The callback's own time is not counted in ``info["seconds"]``;
+it must leave the model's weights and train/eval flags as it found them.
 """
 from __future__ import annotations
 
@@ -153,16 +164,54 @@ def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
     return {**method.hparams, **method.defaults.get(profile, {})}
 
 
+class _StepWatch:
+    """Calls ``callback(model, step, final)`` every ``every`` optimiser steps while active (a
+    global ``torch.optim`` post-step hook), keeping the callback's own wall time apart."""
+
+    def __init__(self, model: torch.nn.Module, callback: Callable | None, every: int):
+        self.model, self.callback, self.every = model, callback, every
+        self.steps, self.seconds, self._handle = 0, 0.0, None
+
+    def _call(self, final: bool = False) -> None:
+        t = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):  # the method's random stream stays untouched
+            self.callback(self.model, self.steps, final)
+        self.seconds += time.perf_counter() - t
+
+    def _hook(self, optimizer, args, kwargs) -> None:
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self._call()
+
+    def __enter__(self):
+        if self.callback is not None:
+            self._call()
+            from torch.optim.optimizer import register_optimizer_step_post_hook
+            self._handle = register_optimizer_step_post_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def final(self) -> None:
+        if self.callback is not None:
+            self._call(final=True)
+
+
 def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
             device: str | torch.device = "auto", seed: int = 0, progress: bool = True,
-            inplace: bool = False, **hparams) -> UnlearnResult:
+            inplace: bool = False, callback: Callable | None = None, callback_every: int = 1,
+            **hparams) -> UnlearnResult:
     """Run unlearning method ``name`` on ``model`` and return an :class:`UnlearnResult`.
 
     The caller's model is deep-copied first (``inplace=True`` skips the copy), moved to
     ``device`` (``"auto"``: CUDA if available) in channels_last, global RNGs are seeded with
     ``seed``, and the method runs with ``method_defaults(name, profile)`` updated by
     ``hparams``. Unknown hyperparameter names raise ``TypeError`` listing the valid ones.
-    ``progress`` shows the method's tqdm bar.
+    ``progress`` shows the method's tqdm bar. ``callback`` / ``callback_every``: see the module
+    docstring.
     """
     method = get_method(name)
     resolved = method_defaults(name, profile)
@@ -174,12 +223,17 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
     dev = resolve_device(device)
     work = model if inplace else copy.deepcopy(model)
     work.to(device=dev, memory_format=torch.channels_last)
+    if callback_every < 1:
+        raise ValueError(f"callback_every={callback_every}: give a step count >= 1")
     seed_everything(seed)
+    watch = _StepWatch(work, callback, callback_every)
     t0 = time.perf_counter()
-    out = method.fn(work, splits, device=dev, seed=seed, progress=progress, **resolved)
+    with watch:
+        out = method.fn(work, splits, device=dev, seed=seed, progress=progress, **resolved)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - watch.seconds
+    watch.final()
     history, extra = out if isinstance(out, tuple) else (out, {})
     history = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history or []))
     info = {"method": name, "profile": profile, "seed": seed, "device": str(dev),
