@@ -1,14 +1,29 @@
 """One entry point for every dataset the notebooks can use: ``load_splits(dataset, ...)``.
 
-Notebooks change dataset by changing only the ``dataset`` / ``data_root`` parameters.
+Notebooks change dataset by changing only the ``dataset`` / ``data_root`` / ``task``
+parameters:
+
+=============  =========  ==========================================================
+``dataset``    ``task``   ``data_root``
+=============  =========  ==========================================================
+"synthetic"    age/emotion optional cache folder of the generated faces
+"mufac"        age        folder with custom_*_dataset.csv and *_images/ (MUFAC)
+"rafdb"        emotion    folder with train/<class>/ and test/<class>/ (RAF-DB)
+"folder"       any name   an image-folder tree or a CSV file (see :mod:`.folder`)
+=============  =========  ==========================================================
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
+from .common import DatasetError, DatasetNotFoundError
 from .splits import UnlearningSplits
 
-DATASETS = ("synthetic",)
+DATASETS = ("synthetic", "mufac", "rafdb", "folder")
+REAL_DATASETS = ("mufac", "rafdb", "folder")
+#: the size the paper trains at, used when a profile gives none
+DEFAULT_IMAGE_SIZE = 128
 
 
 def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | Path | None = None,
@@ -18,10 +33,55 @@ def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | 
     * ``"synthetic"`` – the embedded synthetic faces; sizes come from the profile's ``data``
       section (``overrides`` win), the data are drawn from ``seed``; ``data_root`` (optional)
       is the cache folder.
+    * ``"mufac"`` / ``"rafdb"`` / ``"folder"`` – files under ``data_root`` (required), read by
+      :func:`~dlfd_lib.data.mufac.load_mufac`, :func:`~dlfd_lib.data.rafdb.load_rafdb` and
+      :func:`~dlfd_lib.data.folder.load_folder`. Of the profile's ``data`` section only
+      ``image_size`` is used (its other keys drive the synthetic generator); ``overrides``
+      are passed on (e.g. ``split="identity"``, ``forget="forget.txt"``, ``drop_leaks=True``,
+      ``verify_images=True``, ``image_size=64``).
+
+    The split of a real dataset does not follow the run's ``seed``: it stays the paper's
+    (seed 42 for RAF-DB's random split and for every other seeded choice) so that runs with
+    different training seeds share one split; pass ``split_seed=`` to change it.
     """
-    data_cfg = dict((profile or {}).get("data", {}))
-    data_cfg.update(overrides)
     if dataset == "synthetic":
+        data_cfg = dict((profile or {}).get("data", {}))
+        data_cfg.update(overrides)
+        drop_leaks = bool(data_cfg.pop("drop_leaks", False))
+        threshold = data_cfg.pop("hygiene_threshold", 6)
         from .synthetic import make_synthetic_splits
-        return make_synthetic_splits(task=task, seed=seed, cache_dir=data_root, **data_cfg)
-    raise ValueError(f"unknown dataset {dataset!r}; available: {DATASETS}")
+        splits = make_synthetic_splits(task=task, seed=seed, cache_dir=data_root, **data_cfg)
+        if drop_leaks:
+            from .common import maybe_drop_leaks
+            splits = maybe_drop_leaks(splits, True, threshold, progress=False)
+        return splits
+    if dataset not in REAL_DATASETS:
+        raise DatasetError(f"unknown dataset {dataset!r}; available: {DATASETS}")
+    if data_root is None:
+        raise DatasetNotFoundError(
+            f"dataset {dataset!r} is read from files: set data_root to the folder of your copy "
+            f"({_ROOT_HINT[dataset]}); the kit cannot download it")
+    kwargs = dict(overrides)
+    kwargs.setdefault("image_size", (profile or {}).get("data", {}).get("image_size",
+                                                                          DEFAULT_IMAGE_SIZE))
+    if "split_seed" in kwargs:
+        kwargs["seed"] = kwargs.pop("split_seed")
+    if dataset == "mufac":
+        from .mufac import load_mufac as loader
+    elif dataset == "rafdb":
+        from .rafdb import load_rafdb as loader
+    else:
+        from .folder import load_folder as loader
+    options = [p for p in inspect.signature(loader).parameters if p not in ("data_root", "task")]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise TypeError(f"load_splits({dataset!r}) got unknown option(s) {unknown}; "
+                        f"{loader.__name__} accepts {options} (and split_seed=)")
+    return loader(data_root, task=task, **kwargs)
+
+
+_ROOT_HINT = {
+    "mufac": "the folder holding custom_train_dataset.csv and train_images/",
+    "rafdb": "the folder holding train/<class>/ and test/<class>/",
+    "folder": "an image-folder tree root/<class>/*.jpg, or a CSV file with path,label columns",
+}
