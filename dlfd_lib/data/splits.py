@@ -101,11 +101,14 @@ class FileSource(ImageSource):
         return len(self.paths)
 
     def get(self, i: int) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_image
+        # Pillow, not torchvision.io: torchvision deprecated its decoders in 0.29
+        from PIL import Image
         path = self.paths[i]
         try:
-            return decode_image(str(path), mode=ImageReadMode.RGB)
-        except Exception as exc:  # torchvision raises RuntimeError with little context
+            with Image.open(path) as img:
+                rgb = np.asarray(img.convert("RGB"))  # (H, W, 3) uint8
+            return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+        except Exception as exc:  # Pillow's errors do not always name the file
             raise RuntimeError(f"could not read image {path}: {exc}. Check that the file exists "
                                f"and is a valid JPEG/PNG, or remove it from the dataset.") from exc
 
