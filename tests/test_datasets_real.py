@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from dlfd_lib.data import (DATASETS, DatasetError, UnlearningSplits, load_folder, load_mufac,
@@ -86,7 +85,8 @@ def make_rafdb(root, per_class_train: int = 10, per_class_test: int = 3, names=N
 
 
 def decode(path) -> torch.Tensor:
-    return decode_image(str(path), mode=ImageReadMode.RGB)
+    with Image.open(path) as img:
+        return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------------------------
