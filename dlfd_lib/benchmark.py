@@ -6,7 +6,7 @@ original, and evaluate all of them the same way (:func:`dlfd_lib.metrics.evaluat
 """
 from __future__ import annotations
 
-import time
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,56 +18,128 @@ from .metrics import evaluate
 from .model import save_checkpoint
 from .train import TrainConfig, train_or_load
 from .unlearn import available_methods, unlearn
+from .utils import resolve_device, to_jsonable
 
 #: metrics summarised over seeds, in table order
 SUMMARY_COLUMNS = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_auc", "fs", "nomus", "seconds"]
 REFERENCES = ("original", "retrained")
 
 
+def reference_models(profile: dict, seed: int = 0, dataset: str = "synthetic", task: str = "age",
+                     data_root=None, device="auto", ckpt_dir: str | Path = "checkpoints", progress: bool = True):
+    """The data of one seed and its two reference models, as notebook 01 made them.
+
+    Returns ``(splits, {"original": model, "retrained": model}, {role: meta})``; the models are
+    reused from ``ckpt_dir`` when a checkpoint of the same data, recipe and seed exists
+    (:func:`dlfd_lib.train.train_or_load`), otherwise trained and saved.
+    """
+    splits = load_splits(dataset, task=task, data_root=data_root, profile=profile, seed=seed)
+    cfg = TrainConfig.from_profile(profile)
+    models, metas = {}, {}
+    for role in REFERENCES:
+        models[role], metas[role] = train_or_load(role, splits, cfg, seed=seed, device=device,
+                                                  ckpt_dir=ckpt_dir, progress=progress)
+    return splits, models, metas
+
+
 def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], methods: Sequence[str] | None = None,
                   dataset: str = "synthetic", task: str = "age", data_root=None, device="auto",
                   ckpt_dir: str | Path = "checkpoints", save_models: bool = False, keep_losses_for: int | None = None,
-                  method_overrides: dict[str, dict] | None = None, progress: bool = True) -> dict[str, Any]:
+                  method_overrides: dict[str, dict] | None = None, variants: dict[str, dict] | None = None,
+                  progress: bool = True, **evaluate_kwargs) -> dict[str, Any]:
     """Evaluate the reference models and ``methods`` (default: all registered) for each seed.
 
-    Returns ``{"rows": DataFrame (one row per seed and model), "histories": {(seed, method):
-    DataFrame}, "infos": {(seed, method): dict}, "losses": {model: {split: array}}}``;
+    ``variants`` replaces ``methods``/``method_overrides`` when a method should run several
+    times with different settings (notebook 05's ablations): ``{label: {"method": name,
+    "hparams": {...}}}``; the label is the row's ``model`` name.
+
+    Returns ``{"rows": DataFrame (one row per seed and model), "histories": {(seed, label):
+    DataFrame}, "infos": {(seed, label): dict}, "losses": {model: {split: array}}}``;
     per-sample losses are kept for seed ``keep_losses_for`` (default: the first seed).
     ``save_models`` writes each unlearned model to ``ckpt_dir`` (atomically, with its
-    hyperparameters).
+    hyperparameters). ``evaluate_kwargs`` go to :func:`dlfd_lib.metrics.evaluate`.
     """
-    methods = list(methods) if methods is not None else available_methods()
-    unknown = [m for m in methods if m not in available_methods()]
+    if variants is None:
+        methods = list(methods) if methods is not None else available_methods()
+        variants = {m: {"method": m, "hparams": (method_overrides or {}).get(m, {})} for m in methods}
+    unknown = sorted({v["method"] for v in variants.values()} - set(available_methods()))
     if unknown:
         raise KeyError(f"unknown unlearning method(s) {unknown}; registered: {available_methods()}")
+    clash = sorted(set(variants) & set(REFERENCES))
+    if clash:
+        raise ValueError(f"variant label(s) {clash} clash with the reference models' names")
     keep = seeds[0] if keep_losses_for is None else keep_losses_for
-    cfg = TrainConfig.from_profile(profile)
     rows, histories, infos, losses = [], {}, {}, {}
     for seed in seeds:
-        splits = load_splits(dataset, task=task, data_root=data_root, profile=profile, seed=seed)
-        models, seconds = {}, {}
-        for role in REFERENCES:
-            models[role], meta = train_or_load(role, splits, cfg, seed=seed, device=device,
-                                               ckpt_dir=ckpt_dir, progress=progress)
-            seconds[role] = meta.get("train_seconds", np.nan)
-        for name in methods:
-            t0 = time.perf_counter()
-            result = unlearn(name, models["original"], splits, profile=profile_name, device=device,
-                             seed=seed, progress=progress, **(method_overrides or {}).get(name, {}))
-            seconds[name] = time.perf_counter() - t0
-            models[name] = result.model
-            histories[(seed, name)] = result.history
-            infos[(seed, name)] = result.info
+        splits, models, metas = reference_models(profile, seed, dataset, task, data_root, device,
+                                                 ckpt_dir, progress)
+        seconds = {role: metas[role].get("train_seconds", np.nan) for role in REFERENCES}
+        paths = {role: metas[role]["path"] for role in REFERENCES}
+        for label, variant in variants.items():
+            result = unlearn(variant["method"], models["original"], splits, profile=profile_name,
+                             device=device, seed=seed, progress=progress, **variant.get("hparams", {}))
+            seconds[label] = result.info["seconds"]
+            models[label] = result.model
+            histories[(seed, label)] = result.history
+            infos[(seed, label)] = result.info
             if save_models:
-                tag = f"{splits.name}-{splits.task}-{profile_name}-seed{seed}"
-                save_checkpoint(result.model, Path(ckpt_dir) / f"{tag}-{name}.pt",
-                                meta={"method": name, "seed": seed, "hparams": result.info.get("hparams", {})})
+                _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, paths["original"])
         for name, model in models.items():
-            res = evaluate(model, splits, device=device, seed=seed, return_losses=seed == keep)
+            res = evaluate(model, splits, device=device, seed=seed, return_losses=seed == keep,
+                           **evaluate_kwargs)
             if seed == keep:
                 losses[name] = res.pop("losses")
             rows.append({"seed": seed, "model": name, **res, "seconds": seconds[name]})
     return {"rows": pd.DataFrame(rows), "histories": histories, "infos": infos, "losses": losses}
+
+
+def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, label: str) -> Path:
+    """Where :func:`run_benchmark` (``save_models=True``) and :func:`unlearned_model` keep the
+    unlearned model ``label`` of one dataset, profile and seed."""
+    return Path(ckpt_dir) / f"{splits.name}-{splits.task}-{profile_name}-seed{seed}-{_slug(label)}.pt"
+
+
+def _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, original_path) -> Path:
+    path = unlearned_path(splits, profile_name, seed, ckpt_dir, label)
+    save_checkpoint(result.model, path, meta={
+        "method": result.info["method"], "label": label, "seed": seed, "original": Path(original_path).name,
+        "hparams": to_jsonable(result.info.get("hparams", {})), "seconds": float(result.info.get("seconds", float("nan"))),
+        "history": to_jsonable(result.history.to_dict("records"))})
+    return path
+
+
+def unlearned_model(method: str, original, original_path: str | Path, splits, profile_name: str, seed: int,
+                    device="auto", ckpt_dir: str | Path = "checkpoints", hparams: dict | None = None,
+                    label: str | None = None, progress: bool = True, force: bool = False):
+    """The model ``method`` makes from ``original``: loaded from ``ckpt_dir`` when notebook 03
+    (or an earlier call) saved one for the same original checkpoint, seed and hyperparameters,
+    otherwise computed with :func:`dlfd_lib.unlearn.unlearn` and saved.
+
+    Returns ``(model, info)``; ``info`` has ``method``, ``hparams``, ``seconds``, ``history``
+    (DataFrame), ``path`` and ``reused``.
+    """
+    from .model import load_checkpoint
+    from .unlearn import method_defaults
+
+    label = label or method
+    resolved = to_jsonable({**method_defaults(method, profile_name), **(hparams or {})})
+    path = unlearned_path(splits, profile_name, seed, ckpt_dir, label)
+    if path.exists() and not force:
+        model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=resolve_device(device))
+        if (meta.get("method") == method and meta.get("original") == Path(original_path).name
+                and meta.get("hparams") == resolved):
+            model.eval()
+            return model, {"method": method, "hparams": resolved, "seconds": meta.get("seconds"),
+                           "history": pd.DataFrame(meta.get("history", [])), "path": str(path), "reused": True}
+    result = unlearn(method, original, splits, profile=profile_name, device=device, seed=seed,
+                     progress=progress, **(hparams or {}))
+    _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, original_path)
+    return result.model, {**result.info, "history": result.history, "path": str(path), "reused": False}
+
+
+def _slug(label: str) -> str:
+    """A file-name-safe form of a variant label ("released: clamp [0,1]" -> "released-clamp-0-1")."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-") or "variant"
 
 
 def summarize(rows: pd.DataFrame, columns: Sequence[str] = SUMMARY_COLUMNS,
@@ -103,12 +175,13 @@ def format_mean_sd(summary: pd.DataFrame, columns: Sequence[str] = SUMMARY_COLUM
 
 
 def save_benchmark(rows: pd.DataFrame, summary: pd.DataFrame, results_dir: str | Path, tag: str,
-                   extra: dict | None = None) -> list[Path]:
-    """Write the per-seed rows (CSV), the summary (CSV) and both as JSON to ``results_dir``."""
+                   extra: dict | None = None, prefix: str = "03_benchmark") -> list[Path]:
+    """Write the per-seed rows (CSV), the summary (CSV) and both as JSON to ``results_dir``
+    (files ``<prefix>_rows_<tag>.csv``, ``<prefix>_summary_<tag>.csv``, ``<prefix>_<tag>.json``)."""
     from .utils import atomic_write_bytes, save_json
     folder = Path(results_dir)
-    paths = [folder / f"03_benchmark_rows_{tag}.csv", folder / f"03_benchmark_summary_{tag}.csv",
-             folder / f"03_benchmark_{tag}.json"]
+    paths = [folder / f"{prefix}_rows_{tag}.csv", folder / f"{prefix}_summary_{tag}.csv",
+             folder / f"{prefix}_{tag}.json"]
     atomic_write_bytes(paths[0], lambda tmp: rows.to_csv(tmp, index=False))
     atomic_write_bytes(paths[1], lambda tmp: summary.to_csv(tmp))
     save_json({**(extra or {}), "rows": rows.to_dict("records"),

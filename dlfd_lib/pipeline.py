@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 # data.*  -> dlfd_lib.data.load_splits (synthetic: make_synthetic_splits keyword arguments)
 # train.* -> dlfd_lib.train.TrainConfig.from_profile (warmup_frac applies to onecycle only)
+# analysis.* -> notebooks 02, 04 and 05: umap_sizes (images per split in the feature maps, None:
+#   all), track_every / track_size (optimiser steps between, and images per split in, the
+#   correlation-collapse measurements along a run), ulira_k (reference models of the per-example
+#   membership test)
 _COMMON_DATA = {"forget_frac": 0.15}
 _COMMON_TRAIN = {"weight_decay": 5e-4, "momentum": 0.9}
 
@@ -52,6 +56,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "onecycle",
                   "warmup_frac": 0.25, **_COMMON_TRAIN},
         "eval_batch_size": 64,
+        "analysis": {"umap_sizes": {"retain": 48, "forget": None, "test": 24},
+                     "track_every": 2, "track_size": 32, "ulira_k": 2},
     },
     "quick": {
         "description": "the CPU demo: the whole pipeline in well under 20 minutes on 2 cores",
@@ -65,6 +71,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"epochs": 35, "batch_size": 64, "lr": 0.02, "schedule": "onecycle",
                   "warmup_frac": 0.25, **_COMMON_TRAIN},
         "eval_batch_size": 256,
+        "analysis": {"umap_sizes": {"retain": 800, "forget": None, "test": 360},
+                     "track_every": 10, "track_size": 300, "ulira_k": 4},
     },
     "paper": {
         "description": "the authors' recipe on a GPU: 128 px, 100 epochs",
@@ -75,6 +83,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"epochs": 100, "batch_size": 32, "lr": 0.01, "schedule": "cosine",
                   "warmup_frac": 0.0, **_COMMON_TRAIN},
         "eval_batch_size": 256,
+        "analysis": {"umap_sizes": {"retain": 2000, "forget": 1000, "test": 1000},
+                     "track_every": 20, "track_size": 1000, "ulira_k": 8},
     },
 }
 

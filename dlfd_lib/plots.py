@@ -93,17 +93,22 @@ def plot_tradeoff(summary: pd.DataFrame, x: str = "fs", y: str = "test_acc",
 def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "mia", "fs", "nomus"),
                      reference: str | None = "retrained") -> plt.Figure:
     """One bar panel per metric, one bar per model (rows of ``table``); the reference model's
-    value is drawn as a dashed line."""
+    value is drawn as a dashed line, and ``<metric>_sd`` columns (a :func:`summarize` table)
+    become error bars."""
     metrics = [m for m in metrics if m in table.columns]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False)
     palette = sns.color_palette("tab10", len(table))
     for ax, metric in zip(axes[0], metrics):
-        ax.bar(range(len(table)), table[metric].to_numpy(), color=palette)
+        sd = table[f"{metric}_sd"].to_numpy() if f"{metric}_sd" in table else None
+        ax.bar(range(len(table)), table[metric].to_numpy(), color=palette,
+               yerr=None if sd is None or not np.isfinite(sd).any() else np.nan_to_num(sd), capsize=2)
         if reference is not None and reference in table.index:
             ax.axhline(table.loc[reference, metric], ls="--", color="k", lw=1, label=reference)
             ax.legend(fontsize=8)
         ax.set_xticks(range(len(table)), table.index, rotation=30, ha="right")
-        ax.set(title=metric, ylim=(0, 1))
+        ax.set(title=metric)
+        if table[metric].max() <= 1 and table[metric].min() >= 0:  # accuracies, MIA, FS, NoMUS
+            ax.set_ylim(0, 1)
     fig.tight_layout()
     return fig
 
@@ -147,5 +152,151 @@ def plot_unlearning_history(history: pd.DataFrame, forget_threshold: float | Non
     for a in axes:
         a.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# feature maps (notebook 04) and comparisons of runs (notebooks 02 and 05)
+# --------------------------------------------------------------------------------------------
+#: colours of the splits in the feature maps
+SPLIT_COLOURS = {"retain": "#9e9e9e", "test": "tab:blue", "forget": "tab:red", "val": "tab:green"}
+
+
+def _scatter_embedding(ax: plt.Axes, pts: pd.DataFrame, color_by: str, classes: Sequence[str],
+                       size: float) -> None:
+    from .embedding import SPLIT_ORDER
+    order = [s for s in SPLIT_ORDER if s in set(pts["split"])] + \
+        [s for s in pts["split"].unique() if s not in SPLIT_ORDER]
+    markers = {"retain": "o", "test": "s", "forget": "^", "val": "D"}
+    if color_by == "class":
+        palette = dict(zip(classes, sns.color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))))
+    for split in order:
+        sub = pts[pts["split"] == split]
+        if color_by == "split":
+            colours = SPLIT_COLOURS.get(split, "k")
+        elif color_by == "class":
+            colours = [palette[c] for c in sub["class"]]
+        else:  # identity: a stable colour per person, forget people only (others grey)
+            ids = sub["identity"].to_numpy()
+            colours = [plt.cm.tab20(hash(int(i)) % 20) if s == "forget" else (0.75, 0.75, 0.75, 0.5)
+                       for i, s in zip(ids, sub["split"])]
+        ax.scatter(sub["x"], sub["y"], s=size * (1.6 if split == "forget" else 1.0), c=colours,
+                   marker=markers.get(split, "o"), linewidths=0, alpha=0.75,
+                   label=split if color_by == "split" else None)
+
+
+def plot_embeddings(emb: pd.DataFrame, color_by: str = "class", models: Sequence[str] | None = None,
+                    splits: Sequence[str] | None = None, ncols: int = 3, size: float = 7,
+                    title: str | None = None) -> plt.Figure:
+    """One panel per model of the common 2-D map from :func:`dlfd_lib.embedding.fit_umap`.
+
+    ``color_by``: ``"class"`` (task label; markers still tell the split: ○ retain, □ test,
+    △ forget), ``"split"`` (grey retain, blue test, red forget) or ``"identity"`` (one colour per
+    forgotten person, everyone else grey). ``splits`` filters the points. All panels share their
+    axes, so positions can be compared across models.
+    """
+    if color_by not in ("class", "split", "identity"):
+        raise ValueError(f"color_by={color_by!r}: choose 'class', 'split' or 'identity'")
+    models = list(dict.fromkeys(emb["model"])) if models is None else list(models)
+    pts_all = emb if splits is None else emb[emb["split"].isin(list(splits))]
+    classes = list(dict.fromkeys(emb.sort_values("label")["class"]))
+    ncols = max(1, min(ncols, len(models)))
+    nrows = -(-len(models) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 4.0 * nrows), squeeze=False,
+                             sharex=True, sharey=True)
+    pad_x, pad_y = np.ptp(emb["x"]) * 0.03, np.ptp(emb["y"]) * 0.03
+    for ax, model in zip(axes.flat, models):
+        _scatter_embedding(ax, pts_all[pts_all["model"] == model], color_by, classes, size)
+        ax.set_title(model)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlim(emb["x"].min() - pad_x, emb["x"].max() + pad_x)
+        ax.set_ylim(emb["y"].min() - pad_y, emb["y"].max() + pad_y)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    if color_by == "class":
+        palette = sns.color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))
+        handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=k) for k, c in zip(classes, palette)]
+        handles += [plt.Line2D([], [], ls="", marker=m, color="k", label=s)
+                    for s, m in (("retain", "o"), ("test", "s"), ("forget", "^"))]
+    elif color_by == "split":
+        handles = [plt.Line2D([], [], ls="", marker="o", color=SPLIT_COLOURS[s], label=s)
+                   for s in ("retain", "test", "forget")]
+    else:
+        handles = [plt.Line2D([], [], ls="", marker="^", color=plt.cm.tab20(3), label="forget (one colour per person)"),
+                   plt.Line2D([], [], ls="", marker="o", color=(0.75, 0.75, 0.75), label="retain / test")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle(title or f"UMAP of penultimate features, coloured by {color_by}")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_histories(histories: Mapping[str, pd.DataFrame], metrics: Sequence[str] = ("val_acc", "fs"),
+                   x: str = "step", titles: Mapping[str, str] | None = None,
+                   hlines: Mapping[str, float] | None = None) -> plt.Figure:
+    """Several runs' monitored curves side by side: one panel per metric, one line per run
+    (``histories[label]`` is a history DataFrame with column ``x`` and the metrics). A run
+    without a metric is skipped in that panel; ``hlines`` draws a dashed reference per metric
+    (e.g. the retrained model's value)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    palette = sns.color_palette("tab20", max(len(histories), 1))
+    for ax, metric in zip(axes[0], metrics):
+        for (label, h), colour in zip(histories.items(), palette):
+            if metric in h and x in h and h[metric].notna().any():
+                ax.plot(h[x], h[metric], marker="o", ms=2.5, lw=1.3, color=colour, label=label)
+        if hlines and metric in hlines:
+            ax.axhline(hlines[metric], ls="--", color="k", lw=1, label="retrained")
+        ax.set(xlabel=x.replace("_", " "), ylabel=metric, title=(titles or {}).get(metric, metric))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_collapse_concept(seed: int = 0) -> plt.Figure:
+    """A schematic (made-up 2-D points, not a model's features) of what notebook 02 measures.
+
+    Left: the original model – three classes in separate clusters, the forget images (triangles)
+    inside their classes like any training image. Middle: error-maximising unlearning pushes the
+    forget images' loss up; because forget and retain images share the task features, the class
+    clusters spread and slide into each other – the features stop predicting the label
+    (*correlation collapse*). Right: DLFD moves the retain images' feature distribution away
+    from the forget images' (arrows) while a classification term keeps every class where it is,
+    so the forget images end up in regions no training image occupies – like unseen people.
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-2.2, 0.0], [2.2, 0.0], [0.0, 3.0]])
+    colours = sns.color_palette("tab10", 3)
+    n_r, n_f = 60, 10
+    retain = [c + 0.55 * rng.standard_normal((n_r, 2)) for c in centres]
+    forget = [c + np.array([0.35, -0.45]) + 0.25 * rng.standard_normal((n_f, 2)) for c in centres]
+    mean = centres.mean(axis=0)
+    # error maximisation: clusters shrink towards each other and spread; forget points are thrown out
+    collapse_r = [mean + 0.35 * (c - mean) + 1.7 * (r - c) for c, r in zip(centres, retain)]
+    collapse_f = [mean + 0.35 * (c - mean) + 2.2 * rng.standard_normal((n_f, 2)) for c in centres]
+    # DLFD: each class keeps its place; retain points move away from their class's forget points
+    dlfd_r = []
+    for c, r, f in zip(centres, retain, forget):
+        away = r - f.mean(axis=0)
+        away /= np.linalg.norm(away, axis=1, keepdims=True)
+        dlfd_r.append(r + 0.55 * away)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharex=True, sharey=True)
+    panels = (("original model", retain, forget, None),
+              ("error-maximising unlearning: correlation collapse", collapse_r, collapse_f, None),
+              ("DLFD: distance the retain distribution, keep the classes", dlfd_r, forget, retain))
+    for ax, (title, rs, fs, before) in zip(axes, panels):
+        for k in range(3):
+            ax.scatter(*rs[k].T, s=14, color=colours[k], alpha=0.6, label=f"class {k} (retain)")
+            ax.scatter(*fs[k].T, s=55, marker="^", color=colours[k], edgecolor="k", linewidths=0.8,
+                       label="forget images" if k == 0 else None)
+            if before is not None:
+                for a, b in zip(before[k][::6], rs[k][::6]):
+                    ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.35", lw=0.8))
+        ax.set(title=title, xticks=[], yticks=[], xlabel="feature direction 1", ylabel="feature direction 2")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("schematic (made-up points): what unlearning can do to feature space", y=1.02)
     fig.tight_layout()
     return fig

@@ -118,11 +118,50 @@ from .ot import mean_feature_distance, ot_distance
 from .registry import register
 
 __all__ = ["dlfd", "Perturbation", "DLFDMonitor", "retain_weight", "select_checkpoint",
-           "valid_range", "RELEASED_SWITCHES"]
+           "valid_range", "RELEASED_SWITCHES", "ABLATIONS", "ablation_variants"]
 
 #: The released-code switches and their value under ``released_code=True``.
 RELEASED_SWITCHES = {"ot_on_clean": True, "clamp01": True, "eval_after_first_monitor": True,
                      "unbalanced_monitor": True, "shuffle_retain": False}
+
+
+#: Notebook 05's ablations: label -> (what it changes, DLFD hyperparameter overrides). Each row
+#: changes one thing against the paper's DLFD (the first row); the "released:" rows switch on the
+#: authors' released behaviour, all departures together and each alone (pitfall numbers refer to
+#: ``shared/reference/released-code-pitfalls.md``).
+ABLATIONS: dict[str, tuple[str, dict]] = {
+    "DLFD (paper)": ("the method as the paper describes it", {}),
+    "no OT term": ("w_f = 0: the perturbation only keeps the batch correctly classified", {"w_f": 0.0}),
+    "no CE preservation": ("w_t = 0 throughout: the perturbation only pushes away from the forget "
+                           "distribution", {"w_t0": 0.0, "w_t1": 0.0}),
+    "no dynamic forgetting": ("perturb for the whole epoch; no switch to plain fine-tuning",
+                              {"dynamic": False}),
+    "penultimate features": ("distance on the 128-d penultimate features instead of the logits",
+                             {"feature_layer": "penultimate"}),
+    "mean-feature distance": ("cosine distance between batch means instead of optimal transport",
+                              {"distance": "mean"}),
+    "released: all": ("every departure of the released code together", {"released_code": True}),
+    "released: OT on clean": ("pitfall 1: OT on the clean outputs, so zero gradient w.r.t. delta",
+                              {"ot_on_clean": True}),
+    "released: clamp [0,1]": ("pitfall 2: clamp normalised inputs to [0, 1]", {"clamp01": True}),
+    "released: eval mode": ("pitfall 3: train mode once, eval mode for good after the first monitor",
+                            {"eval_after_first_monitor": True}),
+    "released: unbalanced MIA": ("pitfall 4: unbalanced, unseeded monitor subsamples",
+                                 {"unbalanced_monitor": True}),
+    "released: unshuffled": ("pitfall 6: retain batches in stored order (grouped by identity)",
+                             {"shuffle_retain": False}),
+}
+
+
+def ablation_variants(labels: Sequence[str] | None = None, base: dict | None = None) -> dict[str, dict]:
+    """``{label: {"method": "dlfd", "hparams": {...}}}`` for the chosen :data:`ABLATIONS` rows
+    (default: all), each row's overrides applied on top of ``base`` (e.g. a profile tweak shared
+    by every row). Unknown labels raise ``KeyError`` listing the valid ones."""
+    labels = list(ABLATIONS) if labels is None else list(labels)
+    bad = [lab for lab in labels if lab not in ABLATIONS]
+    if bad:
+        raise KeyError(f"unknown ablation(s) {bad}; choose from {list(ABLATIONS)}")
+    return {lab: {"method": "dlfd", "hparams": {**(base or {}), **ABLATIONS[lab][1]}} for lab in labels}
 
 
 # ---------------------------------------------------------------------------------------------
