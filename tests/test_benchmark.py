@@ -35,3 +35,45 @@ def test_save_benchmark_writes_three_files(tmp_path):
     paths = save_benchmark(rows, summarize(rows), tmp_path, "t", extra={"seeds": [0, 1]})
     assert all(p.exists() for p in paths)
     assert len(pd.read_csv(paths[0])) == 6
+
+
+def test_unlearned_model_is_reused_only_for_the_same_settings(tmp_path):
+    import torch
+
+    from dlfd_lib.benchmark import unlearned_model
+    from dlfd_lib.model import build_model, save_checkpoint
+    from helpers import tiny_splits
+
+    splits = tiny_splits()
+    torch.manual_seed(0)
+    original = build_model(splits.num_classes)
+    save_checkpoint(original, tmp_path / "orig.pt")
+    kw = dict(splits=splits, profile_name="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False)
+    a, info_a = unlearned_model("neggrad", original, tmp_path / "orig.pt", **kw)
+    b, info_b = unlearned_model("neggrad", original, tmp_path / "orig.pt", **kw)
+    assert not info_a["reused"] and info_b["reused"]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    _, info_c = unlearned_model("neggrad", original, tmp_path / "orig.pt", hparams={"lr": 0.02}, **kw)
+    assert not info_c["reused"]  # other hyperparameters: computed again
+    save_checkpoint(original, tmp_path / "other.pt")
+    _, info_d = unlearned_model("neggrad", original, tmp_path / "other.pt", hparams={"lr": 0.02}, **kw)
+    assert not info_d["reused"]  # another original checkpoint: computed again
+
+
+def test_ablation_variants_are_valid_dlfd_settings():
+    from dlfd_lib.benchmark import _slug, run_benchmark
+    from dlfd_lib.unlearn import method_defaults
+    from dlfd_lib.unlearn.dlfd import ABLATIONS, ablation_variants
+
+    valid = set(method_defaults("dlfd", "quick"))
+    variants = ablation_variants(base={"K": 3})
+    assert list(variants) == list(ABLATIONS)
+    for label, v in variants.items():
+        assert v["method"] == "dlfd" and set(v["hparams"]) <= valid, label
+        assert v["hparams"]["K"] == 3 or "K" in ABLATIONS[label][1]
+    assert variants["no OT term"]["hparams"]["w_f"] == 0.0
+    assert len({_slug(k) for k in variants}) == len(variants)  # distinct checkpoint names
+    with pytest.raises(KeyError, match="unknown ablation"):
+        ablation_variants(["no OT"])
+    with pytest.raises(ValueError, match="clash"):
+        run_benchmark({}, "smoke", [0], variants={"original": {"method": "dlfd"}})

@@ -88,7 +88,7 @@ class TensorSource(ImageSource):
         return self.images[i]
 
     def subset(self, idx: np.ndarray) -> "TensorSource":
-        return TensorSource(self.images[torch.as_tensor(idx, dtype=torch.long)])
+        return TensorSource(self.images[torch.tensor(np.asarray(idx), dtype=torch.long)])  # copies: idx may be read-only
 
 
 class FileSource(ImageSource):
