@@ -26,14 +26,16 @@ REFERENCES = ("original", "retrained")
 
 
 def reference_models(profile: dict, seed: int = 0, dataset: str = "synthetic", task: str = "age",
-                     data_root=None, device="auto", ckpt_dir: str | Path = "checkpoints", progress: bool = True):
-    """The data of one seed and its two reference models, as notebook 01 made them.
+                     data_root=None, device="auto", ckpt_dir: str | Path = "checkpoints", progress: bool = True,
+                     data_options: dict | None = None):
+    """The data of one seed and its two reference models, as notebook 01 made them
+    (``data_options`` go to :func:`dlfd_lib.data.load_splits`, e.g. ``{"split": "identity"}``).
 
     Returns ``(splits, {"original": model, "retrained": model}, {role: meta})``; the models are
     reused from ``ckpt_dir`` when a checkpoint of the same data, recipe and seed exists
     (:func:`dlfd_lib.train.train_or_load`), otherwise trained and saved.
     """
-    splits = load_splits(dataset, task=task, data_root=data_root, profile=profile, seed=seed)
+    splits = load_splits(dataset, task=task, data_root=data_root, profile=profile, seed=seed, **(data_options or {}))
     cfg = TrainConfig.from_profile(profile)
     models, metas = {}, {}
     for role in REFERENCES:
@@ -46,7 +48,7 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
                   dataset: str = "synthetic", task: str = "age", data_root=None, device="auto",
                   ckpt_dir: str | Path = "checkpoints", save_models: bool = False, keep_losses_for: int | None = None,
                   method_overrides: dict[str, dict] | None = None, variants: dict[str, dict] | None = None,
-                  progress: bool = True, **evaluate_kwargs) -> dict[str, Any]:
+                  data_options: dict | None = None, progress: bool = True, **evaluate_kwargs) -> dict[str, Any]:
     """Evaluate the reference models and ``methods`` (default: all registered) for each seed.
 
     ``variants`` replaces ``methods``/``method_overrides`` when a method should run several
@@ -54,10 +56,12 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     "hparams": {...}}}``; the label is the row's ``model`` name.
 
     Returns ``{"rows": DataFrame (one row per seed and model), "histories": {(seed, label):
-    DataFrame}, "infos": {(seed, label): dict}, "losses": {model: {split: array}}}``;
-    per-sample losses are kept for seed ``keep_losses_for`` (default: the first seed).
+    DataFrame}, "infos": {(seed, label): dict}, "losses": {model: {split: array}}, "models":
+    {model: nn.Module}, "splits": UnlearningSplits, "cfg": TrainConfig}``; per-sample losses,
+    models and splits are kept for seed ``keep_losses_for`` (default: the first seed).
     ``save_models`` writes each unlearned model to ``ckpt_dir`` (atomically, with its
-    hyperparameters). ``evaluate_kwargs`` go to :func:`dlfd_lib.metrics.evaluate`.
+    hyperparameters). ``data_options`` go to :func:`dlfd_lib.data.load_splits`;
+    ``evaluate_kwargs`` to :func:`dlfd_lib.metrics.evaluate` (e.g. ``attacks=True``).
     """
     if variants is None:
         methods = list(methods) if methods is not None else available_methods()
@@ -69,10 +73,13 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     if clash:
         raise ValueError(f"variant label(s) {clash} clash with the reference models' names")
     keep = seeds[0] if keep_losses_for is None else keep_losses_for
+    if keep not in seeds:
+        raise ValueError(f"keep_losses_for={keep} is not among the seeds {list(seeds)}")
+    kept: dict[str, Any] = {}
     rows, histories, infos, losses = [], {}, {}, {}
     for seed in seeds:
         splits, models, metas = reference_models(profile, seed, dataset, task, data_root, device,
-                                                 ckpt_dir, progress)
+                                                 ckpt_dir, progress, data_options)
         seconds = {role: metas[role].get("train_seconds", np.nan) for role in REFERENCES}
         paths = {role: metas[role]["path"] for role in REFERENCES}
         for label, variant in variants.items():
@@ -90,7 +97,9 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
             if seed == keep:
                 losses[name] = res.pop("losses")
             rows.append({"seed": seed, "model": name, **res, "seconds": seconds[name]})
-    return {"rows": pd.DataFrame(rows), "histories": histories, "infos": infos, "losses": losses}
+        if seed == keep:
+            kept = {"models": models, "splits": splits, "cfg": TrainConfig.from_profile(profile)}
+    return {"rows": pd.DataFrame(rows), "histories": histories, "infos": infos, "losses": losses, **kept}
 
 
 def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, label: str) -> Path:

@@ -300,3 +300,19 @@ def plot_collapse_concept(seed: int = 0) -> plt.Figure:
     fig.suptitle("schematic (made-up points): what unlearning can do to feature space", y=1.02)
     fig.tight_layout()
     return fig
+
+
+def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = "retrained") -> plt.Figure:
+    """Heatmap of ``<metric>_gap`` (model − retrained) per model (rows) and attack (columns), from
+    :func:`dlfd_lib.metrics.attack_table`. Near 0 (white) means the attack sees the model as it
+    sees the retrained model; red: the forget set still looks like members; blue: it looks *less*
+    like members than never-seen data – over-forgetting, itself a membership signal."""
+    gap = table[f"{metric}_gap"].unstack("attack")
+    gap = gap.drop(index=reference, errors="ignore")
+    lim = max(float(np.nanmax(np.abs(gap.to_numpy()))), 1e-3)
+    fig, ax = plt.subplots(figsize=(1.6 * gap.shape[1] + 3, 0.45 * gap.shape[0] + 1.6))
+    sns.heatmap(gap, annot=True, fmt="+.3f", cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax,
+                cbar_kws={"label": f"{metric} − {reference}'s {metric}"})
+    ax.set(title=f"membership attacks: {metric} gap to the {reference} model", xlabel="attack", ylabel="")
+    fig.tight_layout()
+    return fig
