@@ -21,12 +21,13 @@ STAMP := $(VENV)/.installed
 # jupyter refuses to start as root unless told to (containers, CI)
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv install demo test lab clean distclean
+.PHONY: help venv install demo test lab browser-check clean distclean
 
 help:
 	@echo "make demo       install if needed, then run every notebook (PROFILE=$(PROFILE))"
 	@echo "make test       install if needed, then run the tests (pytest)"
 	@echo "make lab        install if needed, then open JupyterLab on notebooks/"
+	@echo "make browser-check  run notebook 04 in JupyterLab in headless Chromium, save screenshots"
 	@echo "make install    create $(VENV) and install the kit, its deps and the '$(KERNEL_NAME)' kernel"
 	@echo "make clean      remove runs/, results/, written figures and caches (keeps $(VENV), checkpoints)"
 	@echo "make distclean  clean, plus checkpoints/, data caches and $(VENV)"
@@ -66,6 +67,20 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) notebooks/
+
+# Opt-in: installs Debian's chromium (as root, if missing) and the `browser` extra, then runs the
+# tests marked `browser` (scripts/browser_check.py); screenshots go to figures/browser_check/.
+browser-check: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; \
+	  else \
+	    echo "error: /usr/bin/chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2; exit 1; \
+	  fi; \
+	fi
+	$(VPY) -m pip install -e '.[dev,browser]'
+	$(VPY) -m pytest -q -m browser --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs results .pytest_cache

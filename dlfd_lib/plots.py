@@ -241,7 +241,7 @@ def plot_histories(histories: Mapping[str, pd.DataFrame], metrics: Sequence[str]
     without a metric is skipped in that panel; ``hlines`` draws a dashed reference per metric
     (e.g. the retrained model's value)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
-    palette = sns.color_palette("tab20", max(len(histories), 1))
+    palette = sns.color_palette("tab10" if len(histories) <= 10 else "tab20", max(len(histories), 1))
     for ax, metric in zip(axes[0], metrics):
         for (label, h), colour in zip(histories.items(), palette):
             if metric in h and x in h and h[metric].notna().any():

@@ -43,7 +43,7 @@ def feature_explorer(emb: pd.DataFrame, models: Sequence[str] | None = None, com
     colour = W.ToggleButtons(options=["class", "split", "identity"], value=color_by, description="colour by")
     shown = W.SelectMultiple(options=present, value=tuple(s for s in splits if s in present) or tuple(present),
                              description="splits", rows=len(present))
-    out = W.Output(layout=W.Layout(min_height="360px"))
+    out = W.Output(layout=W.Layout(min_height="360px", margin="10px 0 0 0"))
 
     def redraw(*_):
         chosen = [model.value] + ([beside.value] if beside.value not in ("(none)", model.value) else [])
