@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,8 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
                   dataset: str = "synthetic", task: str = "age", data_root=None, device="auto",
                   ckpt_dir: str | Path = "checkpoints", save_models: bool = False, keep_losses_for: int | None = None,
                   method_overrides: dict[str, dict] | None = None, variants: dict[str, dict] | None = None,
-                  data_options: dict | None = None, progress: bool = True, **evaluate_kwargs) -> dict[str, Any]:
+                  data_options: dict | None = None, progress: bool = True,
+                  on_models: Callable[[int, Any, dict], None] | None = None, **evaluate_kwargs) -> dict[str, Any]:
     """Evaluate the reference models and ``methods`` (default: all registered) for each seed.
 
     ``variants`` replaces ``methods``/``method_overrides`` when a method should run several
@@ -62,6 +63,8 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     ``save_models`` writes each unlearned model to ``ckpt_dir`` (atomically, with its
     hyperparameters). ``data_options`` go to :func:`dlfd_lib.data.load_splits`;
     ``evaluate_kwargs`` to :func:`dlfd_lib.metrics.evaluate` (e.g. ``attacks=True``).
+    ``on_models(seed, splits, models)`` is called once per seed after the evaluation, with every
+    model of that seed (references and variants), for extra measurements.
     """
     if variants is None:
         methods = list(methods) if methods is not None else available_methods()
@@ -97,6 +100,8 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
             if seed == keep:
                 losses[name] = res.pop("losses")
             rows.append({"seed": seed, "model": name, **res, "seconds": seconds[name]})
+        if on_models is not None:
+            on_models(seed, splits, models)
         if seed == keep:
             kept = {"models": models, "splits": splits, "cfg": TrainConfig.from_profile(profile)}
     return {"rows": pd.DataFrame(rows), "histories": histories, "infos": infos, "losses": losses, **kept}
