@@ -67,7 +67,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .metrics import _model_device
+from .metrics import _model_device, _scalar, named_table
 from .model import FEATURE_LAYERS
 from .utils import autocast, resolve_device, to_device
 
@@ -593,31 +593,14 @@ def _reference_knn(reference, splits, *, k: int, metric: str, **pass_kw) -> floa
     return identity_knn(fg["features"], fg.get("identities"), k=k, metric=metric)["acc"]
 
 
-def _scalar(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-
 def collapse_table(results: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None):
     """A ``pandas.DataFrame`` with one row per model (``{name: collapse_measures(...)}``) and
     float columns in :data:`COLLAPSE_COLUMNS` order (those present), then any other scalar
     entries; ``notes`` and ``features`` are left out, missing values are NaN."""
-    import pandas as pd
-
     if not isinstance(results, Mapping) or not all(isinstance(v, Mapping) for v in results.values()):
         raise TypeError("collapse_table expects {model name: collapse_measures(...) dict}, e.g. "
                         "{'original': r0, 'neggrad': r1}; wrap a single result as {'name': result}")
-    if columns is None:
-        present = {k for r in results.values() for k, v in r.items() if _scalar(v)}
-        columns = [c for c in COLLAPSE_COLUMNS if c in present]
-        for r in results.values():
-            for key, v in r.items():
-                if _scalar(v) and key not in columns:
-                    columns.append(key)
-    rows = {name: {c: float(r[c]) if c in r and _scalar(r[c]) else np.nan for c in columns}
-            for name, r in results.items()}
-    df = pd.DataFrame.from_dict(rows, orient="index", columns=list(columns)).astype(float)
-    df.index.name = "model"
-    return df
+    return named_table(results, COLLAPSE_COLUMNS, columns)
 
 
 # --------------------------------------------------------------------------------------------

@@ -507,12 +507,7 @@ def evaluate(model: torch.nn.Module, splits, device: str | torch.device | None =
     float64 log-softmax instead of the float32 losses; where float32 rounds the tiny losses of
     memorised images to ties, ``mia_loss_auc`` can differ slightly from ``mia_auc``.)
     """
-    if device is None:
-        dev = _model_device(model)
-    else:
-        dev = resolve_device(device)
-        if _model_device(model) != dev:
-            model.to(dev)
+    dev = place_model(model, device)
 
     names = list(dict.fromkeys(splits_to_eval))
     needed = list(dict.fromkeys(names + ["forget", "test"]))
@@ -583,12 +578,19 @@ def metrics_table(results: Mapping[str, Mapping], columns: Sequence[str] | None 
     other scalar metrics in first-seen order; non-scalar entries such as ``"losses"`` are
     left out. Missing values are NaN.
     """
+    _check_named(results)
+    return named_table(results, TABLE_COLUMNS, columns)
+
+
+def named_table(results: Mapping[str, Mapping], preferred: Sequence[str], columns: Sequence[str] | None = None):
+    """``{model: {name: value}}`` as a float ``pandas.DataFrame`` indexed by ``model``: the
+    ``columns`` given, or else those of ``preferred`` present in any result followed by every
+    other scalar entry in first-seen order (non-scalars are left out, missing values are NaN)."""
     import pandas as pd
 
-    _check_named(results)
     if columns is None:
         present = {k for r in results.values() for k, v in r.items() if _scalar(v)}
-        columns = [c for c in TABLE_COLUMNS if c in present]
+        columns = [c for c in preferred if c in present]
         for r in results.values():
             for k, v in r.items():
                 if _scalar(v) and k not in columns:
@@ -598,6 +600,17 @@ def metrics_table(results: Mapping[str, Mapping], columns: Sequence[str] | None 
     df = pd.DataFrame.from_dict(rows, orient="index", columns=list(columns)).astype(float)
     df.index.name = "model"
     return df
+
+
+def place_model(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    """The device to run ``model`` on: where it is (``device=None``), or ``device`` resolved
+    (``"auto"``: CUDA if available), moving the model there if it is elsewhere."""
+    if device is None:
+        return _model_device(model)
+    dev = resolve_device(device)
+    if _model_device(model) != dev:
+        model.to(dev)
+    return dev
 
 
 def save_metrics(results: Mapping[str, Mapping], path: str | Path,

@@ -64,9 +64,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .metrics import LOW_FPR, _check_logits, _model_device, _tpr_at_fpr, predict
+from .metrics import LOW_FPR, _check_logits, _tpr_at_fpr, place_model, predict
 from .train import TrainConfig, train_or_load
-from .utils import resolve_device
 
 __all__ = [
     "REFERENCE_SEED_BASE", "VARIANCE_MODES", "logit_confidence", "model_scores",
@@ -105,12 +104,7 @@ def model_scores(model: torch.nn.Module, splits, which: Sequence[str] = SCORED_S
     (:func:`dlfd_lib.metrics.predict` with ``amp=False``, unaugmented and unshuffled, so row i
     is example i of the split). ``device=None`` runs where the model is; otherwise the model
     is moved there."""
-    if device is None:
-        dev = _model_device(model)
-    else:
-        dev = resolve_device(device)
-        if _model_device(model) != dev:
-            model.to(dev)
+    dev = place_model(model, device)
     out = {}
     for name in which:
         loader = splits.loader(name, batch_size=batch_size, augment=False, shuffle=False)
