@@ -65,14 +65,20 @@ class TrainConfig:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
     """SGD with momentum and weight decay plus a per-batch learning-rate schedule whose period
-    is ``total_steps`` batches."""
+    is ``total_steps`` batches (a one-cycle schedule over fewer than 4 steps becomes a constant
+    learning rate)."""
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     if cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    elif cfg.schedule == "onecycle":
+    elif cfg.schedule == "onecycle" and total_steps >= 4:
+        # OneCycleLR needs at least one step up and one step down: on tiny data (a few batches)
+        # the warm-up share is raised just enough for that
+        pct = min(max(cfg.warmup_frac, 1.5 / total_steps), (total_steps - 2.5) / total_steps)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
-                                                    pct_start=cfg.warmup_frac)
+                                                    pct_start=pct)
+    elif cfg.schedule == "onecycle":  # fewer than 4 steps in all: no room for a cycle
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     return opt, sched

@@ -130,3 +130,16 @@ def test_diverging_training_stops_with_clear_error():
         model.features[6].weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="diverged"):
         train_model(model, splits, cfg=TrainConfig(epochs=1, batch_size=8), progress=False)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 9])
+def test_onecycle_schedule_works_on_a_few_batches(steps):
+    from dlfd_lib.train import TrainConfig, make_optimizer
+    layer = torch.nn.Linear(2, 2)
+    opt, sched = make_optimizer(layer, TrainConfig(schedule="onecycle", lr=0.1, warmup_frac=0.25), steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(0 <= lr <= 0.1 + 1e-9 for lr in lrs) and max(lrs) > 0.05
