@@ -163,6 +163,11 @@ def plot_unlearning_history(history: pd.DataFrame, forget_threshold: float | Non
 SPLIT_COLOURS = {"retain": "#9e9e9e", "test": "tab:blue", "forget": "tab:red", "val": "tab:green"}
 
 
+def _class_colours(classes: Sequence[str]) -> dict:
+    """One colour per class name, the same in every panel and in the legend."""
+    return dict(zip(classes, sns.color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))))
+
+
 def _scatter_embedding(ax: plt.Axes, pts: pd.DataFrame, color_by: str, classes: Sequence[str],
                        size: float) -> None:
     from .embedding import SPLIT_ORDER
@@ -170,7 +175,7 @@ def _scatter_embedding(ax: plt.Axes, pts: pd.DataFrame, color_by: str, classes: 
         [s for s in pts["split"].unique() if s not in SPLIT_ORDER]
     markers = {"retain": "o", "test": "s", "forget": "^", "val": "D"}
     if color_by == "class":
-        palette = dict(zip(classes, sns.color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))))
+        palette = _class_colours(classes)
     for split in order:
         sub = pts[pts["split"] == split]
         if color_by == "split":
@@ -216,8 +221,8 @@ def plot_embeddings(emb: pd.DataFrame, color_by: str = "class", models: Sequence
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
     if color_by == "class":
-        palette = sns.color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))
-        handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=k) for k, c in zip(classes, palette)]
+        handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=k)
+                   for k, c in _class_colours(classes).items()]
         handles += [plt.Line2D([], [], ls="", marker=m, color="k", label=s)
                     for s, m in (("retain", "o"), ("test", "s"), ("forget", "^"))]
     elif color_by == "split":
