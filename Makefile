@@ -1,8 +1,10 @@
 # DLFD study kit. Each target installs what it needs first, so on a fresh clone
 #   make demo    runs every notebook with the quick (CPU) profile into runs/quick/
 #   make test    runs the test suite (papermill smoke runs of every notebook included)
+#   make lock    regenerates requirements/constraints.txt (the lock) from pyproject.toml
 # Variables: PYTHON (interpreter that creates .venv, >= 3.10), TORCH_SPEC (the torch build
-# installed when the venv has none), PROFILE, DLFD_ARGS, TEST_TIMEOUT, PYTEST_ARGS.
+# installed when the venv has none), LOCK (the constraints file installs use; LOCK= for none),
+# PROFILE, DLFD_ARGS, TEST_TIMEOUT, PYTEST_ARGS.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,20 +17,26 @@ DLFD_ARGS    ?=
 TEST_TIMEOUT ?= 900
 PYTEST_ARGS  ?=
 KERNEL_NAME  := dlfd-kit
+# The lock: exact versions of every dependency but torch/torchvision, written by `make lock`
+# (uv pip compile, universal markers for Python 3.10+). `make install LOCK=` resolves afresh.
+LOCK         ?= requirements/constraints.txt
+UV_VERSION   := 0.13.9
 
 VPY   := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PIP_LOCK := $(if $(LOCK),-c $(LOCK),)
 # jupyter refuses to start as root unless told to (containers, CI)
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv install demo test lab browser-check clean distclean
+.PHONY: help venv install lock demo test lab browser-check clean distclean
 
 help:
 	@echo "make demo       install if needed, then run every notebook (PROFILE=$(PROFILE))"
 	@echo "make test       install if needed, then run the tests (pytest)"
 	@echo "make lab        install if needed, then open JupyterLab on notebooks/"
 	@echo "make browser-check  run notebook 04 in JupyterLab in headless Chromium, save screenshots"
-	@echo "make install    create $(VENV) and install the kit, its deps and the '$(KERNEL_NAME)' kernel"
+	@echo "make install    create $(VENV) and install the kit (locked versions), its deps and the '$(KERNEL_NAME)' kernel"
+	@echo "make lock       regenerate $(LOCK) from pyproject.toml (newest versions its ranges allow)"
 	@echo "make clean      remove runs/, results/, written figures and caches (keeps $(VENV), checkpoints)"
 	@echo "make distclean  clean, plus checkpoints/, data caches and $(VENV)"
 
@@ -44,20 +52,31 @@ $(VPY):
 
 install: $(STAMP)
 
-# Reinstalls whenever pyproject.toml changes. torch/torchvision are installed only if the venv
-# cannot import them yet, so a CUDA build you installed yourself is kept.
-$(STAMP): pyproject.toml | $(VPY)
+# Reinstalls whenever pyproject.toml or the lock changes. torch/torchvision are installed only if
+# the venv cannot import them yet, so a CUDA build you installed yourself is kept; everything else
+# gets the lock's exact versions.
+$(STAMP): pyproject.toml $(LOCK) | $(VPY)
 	@$(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
 	  echo "error: $(VENV) uses Python < 3.10; run 'make distclean' and 'make PYTHON=python3.11 install'" >&2; exit 1; }
 	@if $(VPY) -c 'import torch, torchvision' >/dev/null 2>&1; then \
 	  echo "torch already importable in $(VENV): keeping it"; \
 	else \
-	  echo "$(VPY) -m pip install $(TORCH_SPEC)"; \
-	  $(VPY) -m pip install $(TORCH_SPEC); \
+	  echo "$(VPY) -m pip install $(PIP_LOCK) $(TORCH_SPEC)"; \
+	  $(VPY) -m pip install $(PIP_LOCK) $(TORCH_SPEC); \
 	fi
-	$(VPY) -m pip install -e '.[dev]'
+	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev]'
 	$(VPY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python ($(KERNEL_NAME))"
 	@touch $@
+
+# Newest versions that pyproject's ranges allow, for every extra, as exact pins with markers for
+# each Python from 3.10 on. Review the diff, run `make install test`, commit the file.
+lock: | $(VPY)
+	$(VPY) -m pip install -q 'uv==$(UV_VERSION)'
+	$(VPY) scripts/lock_input.py > $(VENV)/lock.in
+	$(VENV)/bin/uv pip compile $(VENV)/lock.in --universal --python-version 3.10 --no-header \
+	  --no-annotate --quiet -o requirements/constraints.txt
+	@sed -i '1i # The lock: exact versions of every dependency of the kit but torch/torchvision, all extras\n# included. Written by `make lock` (uv pip compile from pyproject.toml); used by `make install`.' requirements/constraints.txt
+	@echo "wrote requirements/constraints.txt; now run 'make install test' and commit it"
 
 demo: $(STAMP)
 	$(VENV)/bin/dlfd run --profile $(PROFILE) $(DLFD_ARGS)
@@ -79,7 +98,7 @@ browser-check: $(STAMP)
 	    echo "error: /usr/bin/chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2; exit 1; \
 	  fi; \
 	fi
-	$(VPY) -m pip install -e '.[dev,browser]'
+	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev,browser]'
 	$(VPY) -m pytest -q -m browser --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 clean:
