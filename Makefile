@@ -28,11 +28,12 @@ PIP_LOCK := $(if $(LOCK),-c $(LOCK),)
 # jupyter refuses to start as root unless told to (containers, CI)
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv install lock demo test lab browser-check clean distclean
+.PHONY: help venv install lock demo test test-threads lab browser-check clean distclean
 
 help:
 	@echo "make demo       install if needed, then run every notebook (PROFILE=$(PROFILE))"
 	@echo "make test       install if needed, then run the tests (pytest)"
+	@echo "make test-threads  the tests twice, at 1 and at 2 torch threads (no test may depend on it)"
 	@echo "make lab        install if needed, then open JupyterLab on notebooks/"
 	@echo "make browser-check  run notebook 04 in JupyterLab in headless Chromium, save screenshots"
 	@echo "make install    create $(VENV) and install the kit (locked versions), its deps and the '$(KERNEL_NAME)' kernel"
@@ -83,6 +84,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+
+# The suite at one and at two intra-op threads (tests/conftest.py reads DLFD_TEST_THREADS; the
+# notebook kernels get it as OMP_NUM_THREADS): an assertion that holds for one rounding only fails.
+test-threads: $(STAMP)
+	DLFD_TEST_THREADS=1 $(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	DLFD_TEST_THREADS=2 $(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) notebooks/

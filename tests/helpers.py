@@ -1,4 +1,7 @@
 """Shared test data: tiny, learnable UnlearningSplits built in memory."""
+import contextlib
+import os
+
 import numpy as np
 import torch
 
@@ -23,3 +26,16 @@ def tiny_splits(n_per_class=12, classes=3, size=32, n_small=12):
     return UnlearningSplits("tiny", "age", [f"c{i}" for i in range(classes)],
                             make(n_per_class * classes, 0), make(n_small, 1000), make(n_small, 2000),
                             make(n_small, 3000), size)
+
+
+@contextlib.contextmanager
+def few_threads(n: int = 1):
+    """Run small passes on ``n`` torch threads (faster than many on a shared, busy CPU), unless the
+    suite runs at a fixed thread count (``DLFD_TEST_THREADS``, see conftest.py), which then wins."""
+    before = torch.get_num_threads()
+    if not os.environ.get("DLFD_TEST_THREADS", "").strip():
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

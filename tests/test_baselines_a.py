@@ -83,7 +83,11 @@ def test_neggrad_raises_forget_loss(splits, model):
     res = unlearn("neggrad", model, splits, profile="smoke", device="cpu", lr=0.05, epochs=3, progress=False)
     after = _forget_ce(res.model, splits)
     assert after > before + 0.5, (before, after)
-    assert list(res.history["forget_loss"]) == sorted(res.history["forget_loss"])  # rises epoch by epoch
+    # NegGrad promises the end-to-end rise above, not a rise in every epoch: the training-mode
+    # loss of an epoch can dip below the previous one's (BatchNorm statistics, momentum), which a
+    # fresh machine's rounding showed ([1.17, 1.14, 1.33]). The history logs one row per epoch.
+    h = res.history
+    assert list(h["epoch"]) == [0, 1, 2] and np.isfinite(h["forget_loss"]).all()
 
 
 def test_neggrad_plus_history(splits, model):

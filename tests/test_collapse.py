@@ -13,16 +13,14 @@ from torch import nn
 from dlfd_lib import collapse as K
 from dlfd_lib.model import build_model
 
-from helpers import tiny_splits
+from helpers import few_threads, tiny_splits
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Small passes and fits are faster on one thread than on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with few_threads(1):
+        yield
 
 
 # --------------------------------------------------------------------------------------------

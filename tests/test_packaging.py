@@ -76,10 +76,17 @@ def environment() -> tuple[list[str], list[str]]:
     return conda, pip
 
 
+LOCK = ROOT / "requirements" / "constraints.txt"
+LOCK_OPTION = "--constraint requirements/constraints.txt"
+
+
 def test_environment_lists_the_same_requirements(pyproject, environment):
     project = pyproject["project"]
     expected = project["dependencies"] + project["optional-dependencies"]["dev"]
     _, pip = environment
+    assert pip.count(LOCK_OPTION) == 1, (
+        f"environment.yml's pip list should install through the lock: add '- {LOCK_OPTION}'")
+    pip = [p for p in pip if p != LOCK_OPTION]
     assert len(set(pip)) == len(pip), f"duplicates in environment.yml: {Counter(pip)}"
     missing = sorted(set(expected) - set(pip))
     extra = sorted(set(pip) - set(expected))
@@ -139,6 +146,81 @@ def test_makefile_torch_pins_fit_pyproject(pyproject):
         name, _, version = pin.partition("==")
         assert name in reqs and reqs[name].specifier.contains(version), (
             f"Makefile pins {pin} outside pyproject's {reqs.get(name)}")
+
+
+def _lock_pins(python: str = "3.11") -> dict[str, str]:
+    """{name: version} of the lock's lines that apply on Linux with the given Python."""
+    from packaging.markers import Marker, default_environment
+    from packaging.utils import canonicalize_name
+
+    env = {**default_environment(), "python_version": python, "python_full_version": f"{python}.0",
+           "sys_platform": "linux", "platform_system": "Linux", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython"}
+    pins: dict[str, str] = {}
+    for n, raw in enumerate(LOCK.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req, _, marker = line.partition(";")
+        name, sep, version = req.strip().partition("==")
+        assert sep and version, f"{LOCK}:{n}: {raw!r} is not an exact pin 'name==version'"
+        if marker.strip() and not Marker(marker.strip()).evaluate(env):
+            continue
+        key = canonicalize_name(name)
+        assert key not in pins, f"{LOCK}:{n}: {name} pinned twice for Python {python}"
+        pins[key] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("python", ["3.10", "3.11", "3.12"])
+def test_lock_pins_every_requirement_within_pyproject(pyproject, python):
+    """The lock holds one exact version of every dependency and extra (torch/torchvision excepted:
+    the user's build stays theirs) for each supported Python, inside pyproject's ranges."""
+    if Requirement is None:
+        pytest.skip("needs `packaging`")
+    from packaging.utils import canonicalize_name
+
+    pins = _lock_pins(python)
+    project = pyproject["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    for raw in reqs:
+        req = Requirement(raw)
+        name = canonicalize_name(req.name)
+        if name in ("torch", "torchvision"):
+            assert name not in pins, f"the lock must leave {name} to the user's build"
+            continue
+        assert name in pins, f"{LOCK} has no pin for {req.name} on Python {python}: run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{LOCK} pins {req.name}=={pins[name]}, outside pyproject's {req.specifier}: run `make lock`")
+
+
+def test_make_install_uses_the_lock():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^LOCK\s*\?=\s*requirements/constraints\.txt$", makefile, re.M)
+    installs = re.findall(r"pip install (.*)$", makefile, re.M)
+    kit = [i for i in installs if "-e " in i or "TORCH_SPEC" in i]
+    assert len(kit) >= 2 and all("$(PIP_LOCK)" in i for i in kit), kit
+    assert re.search(r"^\$\(STAMP\):.*\$\(LOCK\)", makefile, re.M), "a new lock must reinstall"
+
+
+def test_installed_versions_are_the_locked_ones():
+    """`make install` gave this environment the lock's versions (skipped outside a locked venv)."""
+    import sys
+    from packaging.utils import canonicalize_name
+
+    if Requirement is None:
+        pytest.skip("needs `packaging`")
+    if not (Path(sys.prefix) / ".installed").exists():
+        pytest.skip("not the kit's `make install` venv")
+    pins = _lock_pins(f"{sys.version_info.major}.{sys.version_info.minor}")
+    wrong = {}
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        if name in pins and dist.version != pins[name]:
+            wrong[name] = (dist.version, pins[name])
+    assert not wrong, f"installed != locked (installed, locked): {wrong}; rerun `make install`"
 
 
 def test_hand_parser_on_a_sample():

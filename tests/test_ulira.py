@@ -14,7 +14,7 @@ from dlfd_lib import ulira as U
 from dlfd_lib.pipeline import PROFILES
 from dlfd_lib.train import TrainConfig, train_or_load
 
-from helpers import tiny_splits
+from helpers import few_threads, tiny_splits
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,10 +142,8 @@ def test_reference_seeds():
 def one_thread():
     """Tiny models train 5-10x faster with one intra-op thread when the CPU cores are shared
     (OpenMP threads otherwise spin against other processes); the setting is restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with few_threads(1):
+        yield
 
 
 def test_end_to_end_tiny(tmp_path, one_thread):
