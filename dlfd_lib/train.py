@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data.splits import UnlearningSplits
-from .model import FaceClassifier, build_model, load_checkpoint, save_checkpoint
+from .data.splits import UnlearningSplits, content_digest
+from .model import CheckpointError, FaceClassifier, build_model, load_checkpoint, save_checkpoint
 from .utils import to_jsonable, autocast, check_finite, resolve_device, seed_everything, to_device
 
 ROLES = {"original": "train", "retrained": "retain"}
@@ -155,10 +156,13 @@ def train_model(model: nn.Module, splits: UnlearningSplits, on: str = "train",
 # train-or-reuse
 # ---------------------------------------------------------------------------------------------
 def splits_fingerprint(splits: UnlearningSplits) -> dict[str, Any]:
-    """What identifies a dataset for the checkpoint cache: its name, task, sizes, image size and
-    the parameters that generated or located it."""
+    """What identifies a dataset for the checkpoint cache: its name, task, sizes, image size,
+    the parameters that generated or located it, and a digest per split of its labels,
+    identities and images (:func:`~dlfd_lib.data.splits.content_digest`), so that a model
+    trained on other labels, other images or another forget set is never reused."""
     return {"name": splits.name, "task": splits.task, "image_size": splits.image_size,
-            "sizes": splits.sizes(), "info": to_jsonable(splits.info)}
+            "sizes": splits.sizes(), "info": to_jsonable(splits.info),
+            "content": content_digest(splits)}
 
 
 def checkpoint_path(ckpt_dir: str | Path, splits: UnlearningSplits, role: str, cfg: TrainConfig,
@@ -184,7 +188,13 @@ def train_or_load(role: str, splits: UnlearningSplits, cfg: TrainConfig, seed: i
     device = resolve_device(device)
     path, config = checkpoint_path(ckpt_dir, splits, role, cfg, seed)
     if path.exists() and not force:
-        model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=device)
+        try:
+            model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=device)
+        except CheckpointError as err:  # an older kit saved a diverged model: train it again
+            if "non-finite" not in str(err):
+                raise
+            warnings.warn(f"{err} It is trained again.", stacklevel=2)
+            model, meta = None, {}
         if meta.get("config") == config:
             model.eval()
             return model, {**meta, "path": str(path), "reused": True}

@@ -71,3 +71,99 @@ def test_nonfinite_weights_are_never_saved_and_never_loaded(tmp_path, model):
     torch.save(state, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="non-finite"):
         load_checkpoint(tmp_path / "plain.pt")
+
+
+# ------------------------------------------------------------------ 2. data fingerprints
+
+def _image(seed: int, size: int = 32):
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+def _folder_csv(root: Path) -> tuple[Path, list[dict]]:
+    """A CSV dataset: 10 people x 3 photos, 2 classes, people 8 and 9 held out as val / test."""
+    import pandas as pd
+    rows = []
+    for person in range(10):
+        for k in range(3):
+            rel = f"img/p{person}_{k}.png"
+            (root / "img").mkdir(parents=True, exist_ok=True)
+            _image(person * 10 + k).save(root / rel)
+            split = "val" if person == 8 else "test" if person == 9 else "train"
+            rows.append({"path": rel, "label": str((person + k) % 2), "identity": f"p{person}",
+                         "split": split})
+    csv = root / "faces.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv, rows
+
+
+def _write_rows(csv: Path, rows: list[dict]) -> None:
+    import pandas as pd
+    pd.DataFrame(rows).to_csv(csv, index=False)
+
+
+def test_a_changed_label_image_or_forget_entry_forces_a_retrain(tmp_path):
+    from dlfd_lib.data import load_folder
+    from dlfd_lib.train import TrainConfig, train_or_load
+    csv, rows = _folder_csv(tmp_path / "data")
+    cfg = TrainConfig(epochs=1, batch_size=16, amp=False, augment=False)
+    ckpts = tmp_path / "ckpt"
+
+    def run(forget=("p0",)):
+        splits = load_folder(csv, forget=list(forget), image_size=32)
+        return train_or_load("retrained", splits, cfg, seed=0, device="cpu", ckpt_dir=ckpts,
+                             progress=False)[1]
+
+    assert run()["reused"] is False
+    assert run()["reused"] is True          # same data: the checkpoint is reused
+    # one label flipped in the CSV
+    rows[3]["label"] = "1" if rows[3]["label"] == "0" else "0"
+    _write_rows(csv, rows)
+    assert run()["reused"] is False
+    assert run()["reused"] is True
+    # one image replaced by a black one (same name, same size on disk is not required)
+    from PIL import Image
+    target = tmp_path / "data" / rows[4]["path"]
+    before = target.stat()
+    Image.new("RGB", (32, 32)).save(target)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert run()["reused"] is False
+    assert run()["reused"] is True
+    # one more person in the forget list
+    assert run(("p0", "p1"))["reused"] is False
+    assert run(("p0", "p1"))["reused"] is True
+
+
+def test_a_reused_unlearned_model_must_come_from_the_same_data(tmp_path, tiny, model):
+    from dlfd_lib.benchmark import unlearned_model
+    from dlfd_lib.data.splits import SplitDataset, UnlearningSplits
+    orig = tmp_path / "orig.pt"
+    save_checkpoint(model, orig)
+    kw = dict(profile_name="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False,
+              hparams={"max_steps": 1})
+    assert unlearned_model("finetune", model, orig, tiny, **kw)[1]["reused"] is False
+    assert unlearned_model("finetune", model, orig, tiny, **kw)[1]["reused"] is True
+    labels = tiny.forget.labels.copy()
+    labels[0] = (labels[0] + 1) % tiny.num_classes
+    forget = SplitDataset(tiny.forget.source, labels, tiny.forget.transform, tiny.forget.identities)
+    other = UnlearningSplits(tiny.name, tiny.task, tiny.class_names, tiny.retain, forget, tiny.val,
+                             tiny.test, tiny.image_size)
+    assert unlearned_model("finetune", model, orig, other, **kw)[1]["reused"] is False
+
+
+def test_image_digest_follows_in_place_edits_and_file_changes(tmp_path, tiny):
+    from dlfd_lib.data.splits import FileSource, TensorSource, content_digest
+    src = TensorSource(tiny.retain.source.images.clone())
+    d0 = src.digest()
+    assert src.digest() == d0
+    src.images[0, 0, 0, 0] += 1
+    assert src.digest() != d0
+    p = tmp_path / "a.png"
+    _image(0).save(p)
+    fs = FileSource([p])
+    f0 = fs.digest()
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert fs.digest() != f0
+    assert set(content_digest(tiny)) == {"retain", "forget", "val", "test"}
