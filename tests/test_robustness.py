@@ -167,3 +167,50 @@ def test_image_digest_follows_in_place_edits_and_file_changes(tmp_path, tiny):
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert fs.digest() != f0
     assert set(content_digest(tiny)) == {"retain", "forget", "val", "test"}
+
+
+# ------------------------------------------------------------------ 5. paths outside the root
+
+def test_csv_paths_outside_the_root_are_refused_unless_allowed(tmp_path):
+    from dlfd_lib.data import DatasetError, load_folder, load_splits
+    csv, rows = _folder_csv(tmp_path / "data")
+    outside = tmp_path / "outside.png"
+    _image(99).save(outside)
+    rows[0]["path"] = "../outside.png"
+    rows[1]["path"] = str(outside)
+    _write_rows(csv, rows)
+    with pytest.raises(DatasetError) as err:
+        load_folder(csv, forget=["p0"], image_size=32)
+    msg = str(err.value)
+    assert "2 of 30 image paths" in msg and "outside the image root" in msg
+    assert "'../outside.png' (line 2)" in msg and "(line 3)" in msg
+    assert "allow_absolute_paths=True" in msg
+    s = load_splits("folder", task="x", data_root=str(csv), allow_absolute_paths=True,
+                    forget=["p0"], image_size=32)
+    assert outside in s.forget.source.paths
+
+
+def test_mufac_paths_outside_data_root_are_refused(tmp_path):
+    import pandas as pd
+    from dlfd_lib.data import DatasetError, load_mufac
+    root = tmp_path / "MUFAC"
+    for split, fam in (("train", 1), ("val", 801), ("test", 851)):
+        recs = []
+        for f in range(fam, fam + (6 if split == "train" else 2)):
+            for k in range(3):
+                name = f"F{f:04d}_AGE_D_18_a{k}.png"
+                (root / f"{split}_images").mkdir(parents=True, exist_ok=True)
+                _image(f * 10 + k).save(root / f"{split}_images" / name)
+                recs.append({"image_path": name, "age_class": "abcdefgh"[(f + k) % 8]})
+        pd.DataFrame(recs).to_csv(root / f"custom_{split}_dataset.csv", index=False)
+    assert len(load_mufac(root, forget_size=3, image_size=32).forget) == 3
+    train = pd.read_csv(root / "custom_train_dataset.csv")
+    outside = tmp_path / "F0999_outside.png"
+    _image(5).save(outside)
+    train.loc[4, "image_path"] = "../../F0999_outside.png"
+    train.loc[5, "image_path"] = "/etc/hostname"
+    train.to_csv(root / "custom_train_dataset.csv", index=False)
+    with pytest.raises(DatasetError, match=r"2 of 18 image paths.*outside the MUFAC data_root.*"
+                                           r"'\.\./\.\./F0999_outside\.png' \(line 6\).*"
+                                           r"'/etc/hostname' \(line 7\).*allow_absolute_paths"):
+        load_mufac(root, forget_size=3, image_size=32)
