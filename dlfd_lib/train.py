@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -51,10 +54,45 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
+        """Check every field's type and range; one error lists every bad value and the accepted
+        form (a profile edited by hand or a parameter passed as text fails here, not deep
+        inside torch)."""
+        problems = []
+
+        def whole(name: str, low: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                problems.append(f"{name}={v!r} must be a whole number >= {low} (an int), "
+                                f"not {type(v).__name__}")
+            elif v < low:
+                problems.append(f"{name}={v!r} must be >= {low}")
+
+        def real(name: str, ok, rule: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                problems.append(f"{name}={v!r} must be a number {rule} (an int or float), not "
+                                f"{type(v).__name__}")
+            elif not (math.isfinite(v) and ok(v)):
+                problems.append(f"{name}={v!r} must be a finite number {rule}")
+
+        whole("epochs", 1)
+        whole("batch_size", 1)
+        whole("num_workers", 0)
+        real("lr", lambda v: v > 0, "> 0, e.g. 0.01")
+        real("momentum", lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.9")
+        real("weight_decay", lambda v: v >= 0, ">= 0, e.g. 5e-4")
+        real("warmup_frac", lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.25")
+        for name in ("augment", "amp"):
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):
+                problems.append(f"{name}={v!r} must be True or False, not {type(v).__name__}")
         if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise ValueError(f"TrainConfig.schedule={self.schedule!r}: choose 'cosine', 'onecycle' or 'constant'")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"TrainConfig needs epochs >= 1, batch_size >= 1 and lr > 0; got {self}")
+            problems.append(f"schedule={self.schedule!r}: choose 'cosine', 'onecycle' or "
+                            f"'constant'")
+        if problems:
+            raise ValueError("TrainConfig got invalid values: " + "; ".join(problems)
+                             + ". Fix them where the config is built (a profile's 'train' "
+                               "section in dlfd_lib/pipeline.py, or TrainConfig(...)).")
 
     @classmethod
     def from_profile(cls, profile: dict) -> "TrainConfig":
