@@ -825,6 +825,70 @@ def run_notebooks(profile: str = "quick",
     return record
 
 
+ENGINE_NAME = "dlfd-kit"
+
+
+def _register_engine() -> str:
+    """Register (once) the papermill engine the kit runs notebooks with and return its name.
+
+    It is papermill's nbclient engine with one change: when the run is interrupted (Ctrl-C or
+    SIGTERM in *this* process; the kernel runs in a session of its own and never sees the
+    terminal's Ctrl-C), the kernel is interrupted first and its reply awaited for a few
+    seconds, so that the kernel is idle when it is shut down instead of dying in the middle of
+    a cell and printing a traceback of its own."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger as pm_logger
+
+    if ENGINE_NAME in papermill_engines._engines:
+        return ENGINE_NAME
+
+    class Client(PapermillNotebookClient):
+        def papermill_execute_cells(self):
+            try:
+                super().papermill_execute_cells()
+            except KeyboardInterrupt:
+                self._settle()
+                raise
+
+        def _settle(self, wait_s: float = 15.0) -> None:
+            """Interrupt the kernel and wait up to ``wait_s`` for its reply to the cell (plain
+            signals and a synchronous socket: the event loop was just interrupted)."""
+            import signal
+
+            import zmq
+
+            try:
+                pid = self.km.provisioner.process.pid
+                group = os.getpgid(pid)
+                if group != os.getpgid(0):
+                    os.killpg(group, signal.SIGINT)
+                else:
+                    os.kill(pid, signal.SIGINT)
+                sock = zmq.Socket.shadow(self.kc.shell_channel.socket.underlying)
+                deadline = time.monotonic() + wait_s
+                while (left := deadline - time.monotonic()) > 0:
+                    if not sock.poll(int(left * 1000)):
+                        return
+                    _, msg = self.kc.session.recv(sock, mode=0)
+                    if msg and msg.get("msg_type") == "execute_reply":
+                        return
+            except Exception:  # noqa: BLE001 - best effort; the shutdown follows anyway
+                log.debug("could not interrupt the kernel before shutting it down", exc_info=True)
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            kwargs.pop("input_path", None)
+            timeout = kwargs.pop("execution_timeout", None)
+            startup = kwargs.pop("start_timeout", 60)
+            return Client(nb_man, kernel_name=kernel_name, timeout=timeout,
+                          startup_timeout=startup, log=pm_logger, **kwargs).execute()
+
+    papermill_engines.register(ENGINE_NAME, Engine)
+    return ENGINE_NAME
+
+
 def _run_one(pm, nb: Path, i: int, n: int, output: Path, nb_params: dict[str, Any], kernel: str,
              timeout: float | None, progress_bar: bool, log_output: bool,
              record: dict[str, Any], prov_path: Path, rerun: str) -> None:
@@ -850,7 +914,8 @@ def _run_one(pm, nb: Path, i: int, n: int, output: Path, nb_params: dict[str, An
                             kernel_name=kernel, cwd=str(nb.parent.resolve()),
                             progress_bar=progress_bar, log_output=log_output,
                             execution_timeout=timeout, start_timeout=180,
-                            iopub_timeout=60, on_cell_execute=on_cell_execute)
+                            iopub_timeout=60, on_cell_execute=on_cell_execute,
+                            engine_name=_register_engine())
         entry["status"] = "ok"
     except KeyboardInterrupt:
         interrupted = _interruption(nb, output, current, rerun)
