@@ -833,7 +833,7 @@ def _register_engine() -> str:
 
     It is papermill's nbclient engine with one change: when the run is interrupted (Ctrl-C or
     SIGTERM in *this* process; the kernel runs in a session of its own and never sees the
-    terminal's Ctrl-C), the kernel is interrupted first and its reply awaited for a few
+    terminal's Ctrl-C) or a cell runs past its timeout, the kernel is interrupted first and its reply awaited for a few
     seconds, so that the kernel is idle when it is shut down instead of dying in the middle of
     a cell and printing a traceback of its own."""
     from papermill.clientwrap import PapermillNotebookClient
@@ -845,9 +845,11 @@ def _register_engine() -> str:
 
     class Client(PapermillNotebookClient):
         def papermill_execute_cells(self):
+            from nbclient.exceptions import CellTimeoutError
+
             try:
                 super().papermill_execute_cells()
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, CellTimeoutError):
                 self._settle()
                 raise
 
