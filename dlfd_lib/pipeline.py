@@ -11,7 +11,12 @@ in order with papermill so every figure and table comes back from one command
 * ``run_notebooks`` executes the notebooks into ``runs/<profile>/`` (git-ignored) and records
   what ran, where and how long in ``runs/<profile>/provenance.json``.
 * A failing cell becomes ``NotebookFailed``, whose message names the notebook, the cell and
-  where the executed notebook with the full traceback was written.
+  where the executed notebook with the full traceback was written; so do a cell that runs past
+  the profile's ``cell_timeout_s`` and a kernel that dies. Ctrl-C becomes
+  ``NotebookInterrupted``; the executed notebook is kept in every case.
+* ``validate_parameters`` checks the notebook parameters against the notebooks' ``parameters``
+  cells before anything runs; ``run_lock`` keeps two runs out of one runs folder;
+  ``read_provenance`` tells a run that was killed from one that is still running.
 """
 from __future__ import annotations
 
