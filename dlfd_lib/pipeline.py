@@ -79,7 +79,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"epochs": 35, "batch_size": 64, "lr": 0.02, "schedule": "onecycle",
                   "warmup_frac": 0.25, **_COMMON_TRAIN},
         "eval_batch_size": 256,
-        "cell_timeout_s": 7200,
+        "cell_timeout_s": 14400,
         "analysis": {"umap_sizes": {"retain": 800, "forget": None, "test": 360},
                      "track_every": 10, "track_size": 300, "ulira_k": 4},
     },
