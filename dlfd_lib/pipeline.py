@@ -462,11 +462,9 @@ def validate_parameters(notebooks: Sequence[Path], parameters: dict[str, Any],
     from .unlearn import available_methods, method_defaults
 
     declared: dict[str, Any] = {}
-    owners: dict[str, list[str]] = {}
     for nb in notebooks:
         for name, default in notebook_parameters(nb).items():
             declared.setdefault(name, default)
-            owners.setdefault(name, []).append(nb.name[:2])
     problems: list[str] = []
     methods = available_methods()
     dataset = parameters.get("dataset", declared.get("dataset", "synthetic"))
