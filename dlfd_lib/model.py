@@ -91,7 +91,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
     bad = nonfinite_tensors(state)
     if bad:
         raise FloatingPointError(
-            f"refusing to save {path}: {len(bad)} weight tensors of the model are not finite "
+            f"refusing to save {path}: {len(bad)} weight tensor(s) of the model are not finite "
             f"(NaN or infinity), e.g. {bad[:3]}. The run that made it diverged; lower its "
             f"learning rate (or step size) and run it again.")
     meta = to_jsonable({"kit_version": __version__, "num_classes": _num_classes(state), **(meta or {})})
