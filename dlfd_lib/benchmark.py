@@ -7,6 +7,7 @@ original, and evaluate all of them the same way (:func:`dlfd_lib.metrics.evaluat
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_splits
+from .data.splits import content_digest
 from .metrics import evaluate
 from .model import save_checkpoint
 from .train import TrainConfig, train_or_load
@@ -117,6 +119,7 @@ def _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, origina
     path = unlearned_path(splits, profile_name, seed, ckpt_dir, label)
     save_checkpoint(result.model, path, meta={
         "method": result.info["method"], "label": label, "seed": seed, "original": Path(original_path).name,
+        "data": content_digest(splits),
         "hparams": to_jsonable(result.info.get("hparams", {})), "seconds": float(result.info.get("seconds", float("nan"))),
         "history": to_jsonable(result.history.to_dict("records"))})
     return path
@@ -132,16 +135,15 @@ def unlearned_model(method: str, original, original_path: str | Path, splits, pr
     Returns ``(model, info)``; ``info`` has ``method``, ``hparams``, ``seconds``, ``history``
     (DataFrame), ``path`` and ``reused``.
     """
-    from .model import load_checkpoint
     from .unlearn import method_defaults
 
     label = label or method
     resolved = to_jsonable({**method_defaults(method, profile_name), **(hparams or {})})
     path = unlearned_path(splits, profile_name, seed, ckpt_dir, label)
     if path.exists() and not force:
-        model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=resolve_device(device))
+        model, meta = _load_reusable(path, splits.num_classes, device)
         if (meta.get("method") == method and meta.get("original") == Path(original_path).name
-                and meta.get("hparams") == resolved):
+                and meta.get("hparams") == resolved and meta.get("data") == content_digest(splits)):
             model.eval()
             return model, {"method": method, "hparams": resolved, "seconds": meta.get("seconds"),
                            "history": pd.DataFrame(meta.get("history", [])), "path": str(path), "reused": True}
@@ -149,6 +151,19 @@ def unlearned_model(method: str, original, original_path: str | Path, splits, pr
                      progress=progress, **(hparams or {}))
     _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, original_path)
     return result.model, {**result.info, "history": result.history, "path": str(path), "reused": False}
+
+
+def _load_reusable(path: Path, num_classes: int, device):
+    """``load_checkpoint`` for a cache lookup: a checkpoint with non-finite weights (written by
+    an older kit from a diverged run) is reported and recomputed instead of reused."""
+    from .model import CheckpointError, load_checkpoint
+    try:
+        return load_checkpoint(path, num_classes=num_classes, device=resolve_device(device))
+    except CheckpointError as err:
+        if "non-finite" not in str(err):
+            raise
+        warnings.warn(f"{err} It is computed again.", stacklevel=3)
+        return None, {}
 
 
 def _slug(label: str) -> str:

@@ -3,8 +3,13 @@
     dlfd run --profile quick                    # every notebook, executed into runs/quick/
     dlfd run --profile smoke --notebooks 01 03  # a selection, by number or name
     dlfd run -p n_methods=3 --device cpu        # extra notebook parameters (key=value)
+    dlfd run --cell-timeout 600                 # stop a cell after 10 minutes (0: never)
+    dlfd status [--out DIR]                     # how the last run in a folder went
     dlfd profiles [--json]                      # the sizes each profile picks
     dlfd --version
+
+Ctrl-C stops a run cleanly (exit status 130): the message names the notebook and the cell,
+and the partly executed notebook is kept.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .pipeline import PROFILES, NotebookFailed, run_notebooks
+from .pipeline import (PROFILES, NotebookFailed, NotebookInterrupted, RunLocked,
+                       default_notebooks_dir, read_provenance, run_notebooks)
 
 
 def _parse_value(text: str) -> Any:
@@ -37,11 +43,22 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), _parse_value(value)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0: no limit), "
+                                         f"got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlfd", description="DLFD study kit: run the notebooks headlessly with papermill.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{run,profiles}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,status,profiles}")
     sub.required = True
 
     run = sub.add_parser("run", help="execute the notebooks in order",
@@ -65,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Jupyter kernel name (default: a kernel running this Python)")
     run.add_argument("--log-output", action="store_true",
                      help="stream the notebooks' cell output to the terminal")
+    run.add_argument("--cell-timeout", type=_seconds, default=None, metavar="SECONDS",
+                     help="stop the run when one cell runs longer than this (default: the "
+                          "profile's cell_timeout_s; 0: no limit)")
+
+    status = sub.add_parser("status", help="how the last run in a runs folder went",
+                            description="Print the provenance of the last run in a runs folder; "
+                                        "a run whose process is gone is marked 'interrupted "
+                                        "or killed'.")
+    status.add_argument("--profile", choices=list(PROFILES), default="quick")
+    status.add_argument("--out", default=None, metavar="DIR",
+                        help="the runs folder (default: runs/<profile>)")
 
     prof = sub.add_parser("profiles", help="show the settings of each profile")
     prof.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -96,29 +124,68 @@ def profiles_table() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``dlfd`` command; returns the exit status (130 after Ctrl-C, with a message and no
+    traceback, even when a second Ctrl-C arrives while the run is shutting down)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("dlfd: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     if args.command == "profiles":
         print(json.dumps(PROFILES, indent=2) if args.json else profiles_table())
         return 0
 
+    if args.command == "status":
+        return _status(args)
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.log_output:
         logging.getLogger("papermill").setLevel(logging.WARNING)
+    timeout = "profile" if args.cell_timeout is None else (args.cell_timeout or None)
     try:
         record = run_notebooks(profile=args.profile, notebooks=args.notebooks,
                                out_dir=args.out, parameters=dict(args.params),
                                kernel_name=args.kernel, device=args.device, seed=args.seed,
-                               log_output=args.log_output, notebooks_dir=args.notebooks_dir)
+                               log_output=args.log_output, notebooks_dir=args.notebooks_dir,
+                               cell_timeout=timeout)
     except NotebookFailed as err:
         print(f"dlfd: {err}", file=sys.stderr)
         return 1
+    except NotebookInterrupted as err:
+        print(f"dlfd: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("dlfd: interrupted", file=sys.stderr)
+        return 130
+    except RunLocked as err:
+        print(f"dlfd: error: {err}", file=sys.stderr)
+        return 3
     except (ValueError, FileNotFoundError) as err:
         print(f"dlfd: error: {err}", file=sys.stderr)
         return 2
     total = sum(nb["wall_s"] for nb in record["notebooks"])
     print(f"dlfd: {len(record['notebooks'])} notebook(s) ran in {total:.0f} s; the executed "
           f"notebooks and provenance.json are in {record['out_dir']}")
+    return 0
+
+
+def _status(args) -> int:
+    from pathlib import Path
+
+    out = Path(args.out) if args.out else default_notebooks_dir().resolve().parent / "runs" / args.profile
+    if not (out / "provenance.json").is_file():
+        print(f"dlfd: no run recorded in {out} (no provenance.json)", file=sys.stderr)
+        return 2
+    rec = read_provenance(out)
+    print(f"{out}: {rec['status']} (profile {rec.get('profile')}, seed {rec.get('seed')}, "
+          f"started {rec.get('started')}, finished {rec.get('finished')})")
+    for nb in rec.get("notebooks", []):
+        print(f"  {nb['notebook']}: {nb['status']}" + (f", {nb['wall_s']} s" if "wall_s" in nb else ""))
     return 0
 
 

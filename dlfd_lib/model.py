@@ -16,6 +16,7 @@ and explains any mismatch in plain words.
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch.nn as nn
 import torchvision
 
 from . import __version__
-from .utils import atomic_write_bytes, to_jsonable
+from .utils import atomic_write_bytes, nonfinite_tensors, resolve_device, to_jsonable
 
 FEATURE_LAYERS = ("backbone", "penultimate", "logits")
 KIT_FORMAT = "dlfd-kit-checkpoint/1"
@@ -69,7 +70,7 @@ def build_model(num_classes: int, device: str | torch.device = "cpu") -> FaceCla
     """A fresh FaceClassifier on ``device`` (channels_last on every device: it is the faster
     memory format for these convolutions on CUDA and on this kind of CPU)."""
     model = FaceClassifier(num_classes)
-    return model.to(device=torch.device(device), memory_format=torch.channels_last)
+    return model.to(device=resolve_device(device), memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,8 +82,18 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write ``{"format", "state_dict", "meta"}`` atomically (a crash never leaves half a file).
-    ``meta`` should hold the config, seed and metrics; the kit version is added."""
+    ``meta`` should hold the config, seed and metrics; the kit version is added.
+
+    A model with a NaN or infinite weight (a diverged run) is refused with
+    ``FloatingPointError``: nothing non-finite is ever written, so nothing non-finite is reused.
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise FloatingPointError(
+            f"refusing to save {path}: {len(bad)} weight tensor(s) of the model are not finite "
+            f"(NaN or infinity), e.g. {bad[:3]}. The run that made it diverged; lower its "
+            f"learning rate (or step size) and run it again.")
     meta = to_jsonable({"kit_version": __version__, "num_classes": _num_classes(state), **(meta or {})})
     payload = {"format": KIT_FORMAT, "state_dict": state, "meta": meta}
     return atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
@@ -92,16 +103,32 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """Read a kit checkpoint or a plain state dict (the authors' files) on the CPU and return
     ``(state_dict, meta)``; ``meta`` is empty for plain state dicts."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin"))
+        hint = (f"; it holds {', '.join(inside[:5])}{' ...' if len(inside) > 5 else ''}"
+                if inside else "")
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file: pass the "
+                              f"path of the .pt/.pth file itself{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train the "
                               f"model first (notebook 01)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc).lower().replace(" ", "_"):
+            raise CheckpointError(_corrupt(path, exc)) from exc
+        raise CheckpointError(
+            f"{path} is not a state dict: it is a pickle of Python objects (for example a whole "
+            f"nn.Module saved with torch.save(model, path)), and the kit refuses to load arbitrary "
+            f"pickles for safety, because unpickling can run any code. If you trust the file, "
+            f"convert it once to a plain state dict in Python: "
+            f"obj = torch.load({str(path)!r}, weights_only=False); "
+            f"torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else obj, 'weights.pt'); "
+            f"then load weights.pt.") from exc
     except Exception as exc:
-        raise CheckpointError(f"could not read checkpoint {path}: it is corrupt, truncated or not a "
-                              f"PyTorch file ({type(exc).__name__}: {str(exc)[:200]}). Delete it and "
-                              f"train again, or download it again.") from exc
+        raise CheckpointError(_corrupt(path, exc)) from exc
     if isinstance(obj, dict) and obj.get("format") == KIT_FORMAT:
+        _refuse_nonfinite(path, obj["state_dict"])
         return obj["state_dict"], dict(obj.get("meta", {}))
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # common {"state_dict": ...} wrapper
@@ -111,7 +138,23 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     # weights saved from nn.DataParallel carry a "module." prefix
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
+    _refuse_nonfinite(path, obj)
     return obj, {}
+
+
+def _corrupt(path: Path, exc: BaseException) -> str:
+    return (f"could not read checkpoint {path}: it is corrupt, truncated or not a PyTorch file "
+            f"({type(exc).__name__}: {str(exc)[:200]}). Delete it and train again, or download "
+            f"it again.")
+
+
+def _refuse_nonfinite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights (NaN or infinity in {len(bad)} tensors, "
+            f"e.g. {bad[:3]}): the run that wrote it diverged. Delete it and train or unlearn "
+            f"again with a lower learning rate.")
 
 
 def _num_classes(state: dict[str, torch.Tensor]) -> int | None:
@@ -140,7 +183,7 @@ def load_checkpoint(path: str | Path, num_classes: int | None = None,
             f"Use the dataset/task the checkpoint was trained on, or pass num_classes={found}.")
     model = FaceClassifier(num_classes or found)
     load_state_dict_explained(model, state, source=str(path))
-    model.to(device=torch.device(device), memory_format=torch.channels_last)
+    model.to(device=resolve_device(device), memory_format=torch.channels_last)
     return model, meta
 
 

@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data.splits import UnlearningSplits
-from .model import FaceClassifier, build_model, load_checkpoint, save_checkpoint
+from .data.splits import UnlearningSplits, content_digest
+from .model import CheckpointError, FaceClassifier, build_model, load_checkpoint, save_checkpoint
 from .utils import to_jsonable, autocast, check_finite, resolve_device, seed_everything, to_device
 
 ROLES = {"original": "train", "retrained": "retain"}
@@ -50,10 +54,45 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
+        """Check every field's type and range; one error lists every bad value and the accepted
+        form (a profile edited by hand or a parameter passed as text fails here, not deep
+        inside torch)."""
+        problems = []
+
+        def whole(name: str, low: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                problems.append(f"{name}={v!r} must be a whole number >= {low} (an int), "
+                                f"not {type(v).__name__}")
+            elif v < low:
+                problems.append(f"{name}={v!r} must be >= {low}")
+
+        def real(name: str, ok, rule: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                problems.append(f"{name}={v!r} must be a number {rule} (an int or float), not "
+                                f"{type(v).__name__}")
+            elif not (math.isfinite(v) and ok(v)):
+                problems.append(f"{name}={v!r} must be a finite number {rule}")
+
+        whole("epochs", 1)
+        whole("batch_size", 1)
+        whole("num_workers", 0)
+        real("lr", lambda v: v > 0, "> 0, e.g. 0.01")
+        real("momentum", lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.9")
+        real("weight_decay", lambda v: v >= 0, ">= 0, e.g. 5e-4")
+        real("warmup_frac", lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.25")
+        for name in ("augment", "amp"):
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):
+                problems.append(f"{name}={v!r} must be True or False, not {type(v).__name__}")
         if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise ValueError(f"TrainConfig.schedule={self.schedule!r}: choose 'cosine', 'onecycle' or 'constant'")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"TrainConfig needs epochs >= 1, batch_size >= 1 and lr > 0; got {self}")
+            problems.append(f"schedule={self.schedule!r}: choose 'cosine', 'onecycle' or "
+                            f"'constant'")
+        if problems:
+            raise ValueError("TrainConfig got invalid values: " + "; ".join(problems)
+                             + ". Fix them where the config is built (a profile's 'train' "
+                               "section in dlfd_lib/pipeline.py, or TrainConfig(...)).")
 
     @classmethod
     def from_profile(cls, profile: dict) -> "TrainConfig":
@@ -155,10 +194,13 @@ def train_model(model: nn.Module, splits: UnlearningSplits, on: str = "train",
 # train-or-reuse
 # ---------------------------------------------------------------------------------------------
 def splits_fingerprint(splits: UnlearningSplits) -> dict[str, Any]:
-    """What identifies a dataset for the checkpoint cache: its name, task, sizes, image size and
-    the parameters that generated or located it."""
+    """What identifies a dataset for the checkpoint cache: its name, task, sizes, image size,
+    the parameters that generated or located it, and a digest per split of its labels,
+    identities and images (:func:`~dlfd_lib.data.splits.content_digest`), so that a model
+    trained on other labels, other images or another forget set is never reused."""
     return {"name": splits.name, "task": splits.task, "image_size": splits.image_size,
-            "sizes": splits.sizes(), "info": to_jsonable(splits.info)}
+            "sizes": splits.sizes(), "info": to_jsonable(splits.info),
+            "content": content_digest(splits)}
 
 
 def checkpoint_path(ckpt_dir: str | Path, splits: UnlearningSplits, role: str, cfg: TrainConfig,
@@ -184,7 +226,13 @@ def train_or_load(role: str, splits: UnlearningSplits, cfg: TrainConfig, seed: i
     device = resolve_device(device)
     path, config = checkpoint_path(ckpt_dir, splits, role, cfg, seed)
     if path.exists() and not force:
-        model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=device)
+        try:
+            model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=device)
+        except CheckpointError as err:  # an older kit saved a diverged model: train it again
+            if "non-finite" not in str(err):
+                raise
+            warnings.warn(f"{err} It is trained again.", stacklevel=2)
+            model, meta = None, {}
         if meta.get("config") == config:
             model.eval()
             return model, {**meta, "path": str(path), "reused": True}

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import random
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +52,78 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows, else set and reset)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+#: a temporary file of an earlier format (no writer pid in its name) counts as stale after this
+STALE_TMP_SECONDS = 3600
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writes of ``path`` left behind (``.<name>.*.tmp``
+    next to it): those whose writer process (its pid is in the name) is gone, and unnamed ones
+    older than an hour. Writes still in progress in a live process are left alone."""
+    path = Path(path)
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        rest = tmp.name[len(prefix):]
+        m = re.match(r"pid(\d+)\.", rest)
+        try:
+            if m:
+                pid = int(m.group(1))
+                if pid == os.getpid() or _pid_alive(pid):
+                    continue
+            elif time.time() - tmp.stat().st_mtime < STALE_TMP_SECONDS:
+                continue
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def atomic_write_bytes(path: str | Path, write_fn) -> Path:
     """Write a file atomically: ``write_fn(tmp_path)`` writes a temporary file in the same
-    folder, which then replaces ``path`` in one step, so a crash never leaves half a file."""
+    folder, which then replaces ``path`` in one step, so a crash never leaves half a file.
+
+    The file gets the permissions the umask gives new files (``mkstemp`` alone would make it
+    private, 0600). Temporary files of earlier writes of ``path`` that were killed (SIGKILL,
+    power loss) are removed first (:func:`remove_stale_temporaries`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.",
+                               suffix=".tmp")
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -98,3 +164,16 @@ def check_finite(value: torch.Tensor | float, what: str) -> None:
     if not np.isfinite(v):
         raise FloatingPointError(f"{what} became {v}: the run diverged. Lower the learning rate "
                                  f"(or the step size / loss weights) and run again.")
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``tensors`` that hold a NaN or an infinity (one
+    host sync for all of them)."""
+    names = [k for k, t in tensors.items()
+             if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 0]
+    if not names:
+        return []
+    # amax propagates NaN, and |x| turns -inf into inf: one number per tensor tells both
+    peaks = torch.stack([tensors[k].detach().abs().amax().float().cpu() for k in names])
+    bad = (~torch.isfinite(peaks)).tolist()
+    return [k for k, b in zip(names, bad) if b]

@@ -5,17 +5,37 @@ callback, so moving a control redraws in well under a second) and returns a widg
 In a headless papermill run the widget is created but nothing interacts with it; the notebooks
 save static figures for that case.
 
+The explorer sets its ``Output`` widget's ``outputs`` state directly (a PNG of the figure)
+instead of drawing inside ``with output:``. Drawing inside the context manager makes nbclient,
+which plays the front end of an Output widget during papermill runs, send a ``comm_msg`` back on
+the kernel's shell socket for every output, while another of its tasks is waiting on that same
+socket for the cell's ``execute_reply``; when the reply lands during such a send, the wait can
+miss it and the run hangs with both processes idle (the intermittent hang of notebook 04,
+nbclient issue #312). Setting the state sends nothing back, and JupyterLab draws it the same.
+
 * :func:`feature_explorer` – notebook 04's UMAP map: pick a model (or compare it with a second
   one side by side), colour by class / split / identity, and filter the splits shown.
 """
 from __future__ import annotations
 
+import base64
+import io
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-__all__ = ["feature_explorer"]
+__all__ = ["feature_explorer", "figure_output"]
+
+
+def figure_output(fig) -> dict:
+    """A matplotlib figure as one Jupyter ``display_data`` output (a PNG, cropped like the
+    inline backend's), for an Output widget's ``outputs`` state."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                     "text/plain": repr(fig)}}
 
 
 def feature_explorer(emb: pd.DataFrame, models: Sequence[str] | None = None, compare_with: str | None = "original",
@@ -28,7 +48,6 @@ def feature_explorer(emb: pd.DataFrame, models: Sequence[str] | None = None, com
     ``.redraw()`` redraws (both used by the tests).
     """
     import ipywidgets as W
-    from IPython.display import display
 
     from .plots import plot_embeddings
 
@@ -47,15 +66,14 @@ def feature_explorer(emb: pd.DataFrame, models: Sequence[str] | None = None, com
 
     def redraw(*_):
         chosen = [model.value] + ([beside.value] if beside.value not in ("(none)", model.value) else [])
-        with out:
-            out.clear_output(wait=True)
-            if not shown.value:
-                print("pick at least one split")
-                return
-            fig = plot_embeddings(emb, color_by=colour.value, models=chosen, splits=list(shown.value),
-                                  ncols=2, title=f"{' vs '.join(chosen)} · coloured by {colour.value}")
-            display(fig)
-            plt.close(fig)
+        if not shown.value:
+            out.outputs = ({"output_type": "stream", "name": "stdout",
+                            "text": "pick at least one split\n"},)
+            return
+        fig = plot_embeddings(emb, color_by=colour.value, models=chosen, splits=list(shown.value),
+                              ncols=2, title=f"{' vs '.join(chosen)} · coloured by {colour.value}")
+        out.outputs = (figure_output(fig),)
+        plt.close(fig)
 
     for w in (model, beside, colour, shown):
         w.observe(redraw, names="value")

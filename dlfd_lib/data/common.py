@@ -11,6 +11,7 @@ loader shares: turning lists of paths, labels and identities into an
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -23,7 +24,7 @@ from .splits import (IMAGENET_MEAN, IMAGENET_STD, FileSource, SplitDataset, Unle
 
 __all__ = ["DatasetError", "DatasetNotFoundError", "IMAGE_EXTENSIONS", "HALF_MEAN", "HALF_STD",
            "GrayscaleSplits", "require_dir", "require_file", "check_task", "check_image_size",
-           "check_fraction", "read_table", "csv_rows", "check_files_exist",
+           "check_fraction", "read_table", "csv_rows", "check_files_exist", "check_inside_root",
            "verify_image_files", "list_images", "class_folders", "sort_key", "pick_groups",
            "assemble_splits", "maybe_drop_leaks"]
 
@@ -163,6 +164,31 @@ def check_files_exist(paths: Sequence[Path], where: str, fix: str) -> None:
     if missing:
         raise DatasetNotFoundError(f"{len(missing)} of {len(paths)} images listed in {where} do not "
                                    f"exist, e.g. {_examples(missing)}. {fix}")
+
+
+def check_inside_root(paths: Sequence[Path], written: Sequence[str], root: Path, where: str,
+                      root_name: str, allow: bool) -> None:
+    """Refuse image paths that lead outside ``root`` (an absolute path elsewhere, or ``..``
+    steps out of it) unless ``allow``: a CSV must not make the kit read arbitrary files. Paths
+    are normalised lexically (``..`` removed, symbolic links inside the root are followed as
+    the user set them up). The error lists the first offenders with their CSV lines."""
+    if allow:
+        return
+    top = os.path.abspath(root)
+    outside = []
+    for i, p in enumerate(paths):
+        full = os.path.abspath(p)
+        if os.path.commonpath([top, full]) != top:
+            outside.append(i)
+    if outside:
+        shown = "; ".join(f"{written[i]!r} (line {i + 2}) -> {os.path.abspath(paths[i])}"
+                          for i in outside[:5])
+        more = f" ... ({len(outside)} in all)" if len(outside) > 5 else ""
+        raise DatasetError(
+            f"{len(outside)} of {len(paths)} image paths listed in {where} lead outside the "
+            f"{root_name} {top}: {shown}{more}. Put the images under {top} and list them "
+            f"relative to it, or, if you trust this CSV, pass allow_absolute_paths=True "
+            f"(notebooks and dlfd run: data_options={{\"allow_absolute_paths\": true}}).")
 
 
 def verify_image_files(paths: Sequence[Path], where: str, progress: bool = False) -> None:

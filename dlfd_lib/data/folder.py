@@ -13,7 +13,8 @@ Two layouts are read:
 
 * **CSV file** with the columns ``path`` and ``label`` and, optionally, ``identity`` and
   ``split`` (column names are case-insensitive). ``path`` is relative to ``image_root``
-  (default: ``data_root`` if that is a folder, else the CSV's own folder) or absolute.
+  (default: ``data_root`` if that is a folder, else the CSV's own folder) or absolute; a path
+  that leads outside that root is refused unless ``allow_absolute_paths=True``.
   ``split`` holds train / val / test (also validation, valid, dev, testing), or retain /
   forget to fix those directly.
 
@@ -43,6 +44,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .common import (DatasetError, DatasetNotFoundError, assemble_splits, check_files_exist,
+                     check_inside_root,
                      check_fraction, check_image_size, class_folders, csv_rows,
                      maybe_drop_leaks, pick_groups, read_table, require_dir,
                      require_file, sort_key, verify_image_files)
@@ -65,7 +67,7 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                 grayscale: bool = False, verify_images: bool = False, drop_leaks: bool = False,
                 hygiene_threshold: int = 6, progress: bool = False,
-                name: str = "folder") -> UnlearningSplits:
+                name: str = "folder", allow_absolute_paths: bool = False) -> UnlearningSplits:
     """Load an image-folder tree or a CSV-described dataset (see the module docstring).
 
     Parameters
@@ -96,6 +98,9 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
         :mod:`dlfd_lib.data.hygiene`).
     progress : progress bars for ``verify_images`` and ``drop_leaks``.
     name : the dataset name stored in the splits.
+    allow_absolute_paths : accept CSV paths that lead outside the image root (an absolute path
+        elsewhere, or ``../``); refused by default, so that a CSV cannot make the kit read
+        arbitrary files.
     """
     image_size = check_image_size(image_size)
     forget_frac = check_fraction("forget_frac", forget_frac)
@@ -114,6 +119,8 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
             (root if root.is_dir() else csv_path.parent)
         rec = _read_csv(csv_path, base)
         where = str(csv_path)
+        check_inside_root(rec["paths"], rec["rel"], base, f"{csv_path} (column path)",
+                          "image root", allow_absolute_paths)
     else:
         root = require_dir(root, "data_root", "pass an image-folder tree (root/<class>/*.jpg or "
                                               "root/train|val|test/<class>/*.jpg) or a CSV file")

@@ -11,7 +11,8 @@ here: users bring their own copy, laid out as published::
         train_images/  val_images/  test_images/
 
 ``image_path`` is a file name inside the matching image folder (a path that already starts
-with the folder, or an absolute path, works too) and ``age_class`` a letter a-h (the integers
+with the folder, or an absolute path inside ``data_root``, works too; a path that leads outside
+``data_root`` is refused unless ``allow_absolute_paths=True``) and ``age_class`` a letter a-h (the integers
 0-7 are accepted as well). File names start with the family id, e.g. ``F0001_AGE_D_18_a1.jpg``;
 that id is the image's identity (a leading ``F<digits>`` token of the file name, or else of a
 parent folder). The families of train, val and test are disjoint (F0001-F0299 train,
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import (DatasetError, assemble_splits, check_files_exist, check_fraction,
+                     check_inside_root,
                      check_image_size, check_task, csv_rows, maybe_drop_leaks, pick_groups,
                      read_table, require_dir, require_file, verify_image_files)
 from .splits import IMAGENET_MEAN, IMAGENET_STD, UnlearningSplits
@@ -73,7 +75,8 @@ def family_id(rel_path: str | Path) -> str | None:
 def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
                forget_size: int = 1500, forget_frac: float | None = None, seed: int = 42,
                image_size: int = 128, verify_images: bool = False, drop_leaks: bool = False,
-               hygiene_threshold: int = 6, progress: bool = False) -> UnlearningSplits:
+               hygiene_threshold: int = 6, progress: bool = False,
+               allow_absolute_paths: bool = False) -> UnlearningSplits:
     """Load MUFAC from ``data_root`` (the published layout, see the module docstring).
 
     Parameters
@@ -93,6 +96,9 @@ def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
         (:func:`dlfd_lib.data.hygiene.drop_forget_leaks`, Hamming threshold
         ``hygiene_threshold`` on the perceptual hash).
     progress : progress bars for ``verify_images`` and ``drop_leaks``.
+    allow_absolute_paths : accept ``image_path`` entries that lead outside ``data_root`` (an
+        absolute path elsewhere, or ``../``); refused by default, so that a CSV cannot make the
+        kit read arbitrary files.
 
     Returns
     -------
@@ -108,7 +114,8 @@ def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
                            f"families at random)")
     root = require_dir(data_root, "MUFAC data_root", _LAYOUT_FIX)
     notes: list[str] = []
-    tables = {name: _read_split(root, name, verify_images, progress) for name in MUFAC_FILES}
+    tables = {name: _read_split(root, name, verify_images, progress, allow_absolute_paths)
+              for name in MUFAC_FILES}
 
     # identities: family ids, all or nothing
     all_ids = [fid for name in MUFAC_FILES for fid in tables[name]["ids"]]
@@ -182,7 +189,8 @@ def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
     return maybe_drop_leaks(splits, drop_leaks, hygiene_threshold, progress)
 
 
-def _read_split(root: Path, name: str, verify: bool, progress: bool) -> dict:
+def _read_split(root: Path, name: str, verify: bool, progress: bool,
+                allow_outside: bool = False) -> dict:
     """Read one CSV: resolved image paths, labels 0-7, family ids and the paths as written."""
     csv_name, folder = MUFAC_FILES[name]
     csv_path = require_file(root / csv_name, f"MUFAC {name} CSV", _LAYOUT_FIX)
@@ -208,6 +216,8 @@ def _read_split(root: Path, name: str, verify: bool, progress: bool) -> dict:
                            f"{csv_rows(bad)}: MUFAC's age classes are the letters a-h (or 0-7). "
                            f"Fix or delete these rows.")
     paths = [_resolve(root, folder, p) for p in raw_paths]
+    check_inside_root(paths, raw_paths, root, f"{csv_path} (column image_path)", "MUFAC data_root",
+                      allow_outside)
     image_dir = root / folder
     fix = (f"Check that the images sit in {image_dir} under the file names of the image_path "
            f"column." if image_dir.is_dir() else

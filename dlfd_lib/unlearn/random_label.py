@@ -81,12 +81,14 @@ def mixed_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer
                 device: torch.device, amp: bool, max_batches: int | None = None,
                 before_step: Callable[[], None] | None = None,
                 after_step: Callable[[], None] | None = None, bar=None,
-                set_train_mode: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
+                set_train_mode: Callable[[nn.Module], None] | None = None,
+                what: str = "the random-label training loss") -> dict[str, float]:
     """One epoch of CE training on a loader of ``(x, y, tag)`` batches; returns the epoch means.
 
     ``before_step`` runs between ``backward`` and ``opt.step`` (gradient masking),
     ``after_step`` after ``opt.step`` (weight restoring), ``set_train_mode(model)`` replaces
-    ``model.train()`` (e.g. to keep BatchNorm frozen). Losses are accumulated on the device
+    ``model.train()`` (e.g. to keep BatchNorm frozen); ``what`` names the loss in the error a
+    non-finite loss raises. Losses are accumulated on the device
     and read once at the end of the epoch.
     """
     sums = torch.zeros(4, device=device)  # forget CE sum, retain CE sum, n forget, n retain
@@ -122,7 +124,7 @@ def mixed_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer
     out = {"forget_ce": s[0] / s[2] if s[2] else float("nan"),
            "retain_ce": s[1] / s[3] if s[3] else float("nan"),
            "n_forget": int(s[2]), "n_retain": int(s[3]), "batches": n_batches}
-    check_finite(s[0] + s[1], "the random-label training loss")
+    check_finite(s[0] + s[1], what)
     return out
 
 
@@ -153,7 +155,8 @@ def random_label(model: nn.Module, splits, *, device: torch.device, seed: int = 
     history = []
     with tqdm(total=total, desc="RL", disable=not progress) as bar:
         for epoch in range(epochs):
-            rec = mixed_epoch(model, loader, opt, device, amp, max_batches, bar=bar)
+            rec = mixed_epoch(model, loader, opt, device, amp, max_batches, bar=bar,
+                              what=f"Random-Label's training loss in epoch {epoch + 1}")
             history.append({"epoch": epoch + 1, "phase": "random_label", **rec})
     model.eval()
     return history, {"n_forget_relabelled": len(new_labels), "epochs": epochs}

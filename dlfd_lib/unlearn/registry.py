@@ -50,7 +50,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from ..utils import resolve_device, seed_everything
+from ..utils import nonfinite_tensors, resolve_device, seed_everything
 
 __all__ = ["register", "unlearn", "available_methods", "method_defaults", "get_method",
            "UnlearnResult", "PROFILE_NAMES"]
@@ -200,6 +200,80 @@ class _StepWatch:
             self._call(final=True)
 
 
+class _FiniteWatch:
+    """Stops a diverging method: after every optimiser step on the model's weights it records,
+    on the device, whether all those weights are finite, and every ``every`` steps (one host
+    sync) raises ``FloatingPointError`` naming the method and the first step whose weights
+    held a NaN or an infinity. :meth:`final` checks the returned model's weights, buffers and
+    outputs on a few forget and retain images, so that nothing non-finite leaves
+    :func:`unlearn` (and hence nothing non-finite is saved or reused)."""
+
+    def __init__(self, name: str, model: torch.nn.Module, every: int = 16):
+        self.name, self.model, self.every = name, model, every
+        self.names = {id(p): n for n, p in model.named_parameters()}
+        self.steps, self._flags, self._handle = 0, [], None
+
+    def _hook(self, optimizer, args, kwargs) -> None:
+        params = [p for g in optimizer.param_groups for p in g["params"] if id(p) in self.names]
+        if not params:
+            return  # an optimiser of something else (say a callback's probe)
+        self.steps += 1
+        peaks = torch._foreach_norm([p.detach() for p in params], float("inf"))  # NaN propagates
+        self._flags.append((self.steps, params, torch.isfinite(torch.stack(peaks)).all()))
+        if len(self._flags) >= self.every:
+            self.check()
+
+    def check(self) -> None:
+        """Raise if a recorded step left a non-finite weight (one host sync)."""
+        if not self._flags:
+            return
+        flags, self._flags = self._flags, []
+        ok = torch.stack([f for _, _, f in flags]).cpu().tolist()
+        for (step, params, _), good in zip(flags, ok):
+            if not good:
+                bad = nonfinite_tensors({self.names[id(p)]: p for p in params}) or ["(unknown)"]
+                self._fail(f"its weights became non-finite (NaN or infinity, e.g. in {bad[:3]}) "
+                           f"at optimiser step {step}")
+
+    def _fail(self, what: str) -> None:
+        raise FloatingPointError(
+            f"unlearning method {self.name!r}: {what}: the run diverged. Lower its learning rate "
+            f"(lr=...), step size or number of epochs and run it again.")
+
+    def __enter__(self):
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+        self._handle = register_optimizer_step_post_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    @torch.no_grad()
+    def final(self, splits, device: torch.device, n: int = 16) -> None:
+        self.check()
+        bad = nonfinite_tensors(dict(self.model.state_dict()))
+        if bad:
+            self._fail(f"the model it returns has non-finite weights or statistics (e.g. in "
+                       f"{bad[:3]}) after its last optimiser step, step {self.steps}")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for split in ("forget", "retain"):
+                data = splits.split(split)
+                if len(data) == 0:
+                    continue
+                x = torch.stack([data[i][0] for i in range(min(n, len(data)))])
+                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                logits = self.model(x).float()
+                if not torch.isfinite(logits).all():
+                    self._fail(f"the model it returns gives non-finite outputs on {split} images "
+                               f"after its last optimiser step, step {self.steps}")
+        finally:
+            self.model.train(was_training)
+
+
 def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
             device: str | torch.device = "auto", seed: int = 0, progress: bool = True,
             inplace: bool = False, callback: Callable | None = None, callback_every: int = 1,
@@ -227,12 +301,22 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
         raise ValueError(f"callback_every={callback_every}: give a step count >= 1")
     seed_everything(seed)
     watch = _StepWatch(work, callback, callback_every)
+    finite = _FiniteWatch(name, work)
     t0 = time.perf_counter()
-    with watch:
-        out = method.fn(work, splits, device=dev, seed=seed, progress=progress, **resolved)
+    try:
+        with finite, watch:
+            out = method.fn(work, splits, device=dev, seed=seed, progress=progress, **resolved)
+    except FloatingPointError as err:  # the method's own finite checks (losses, gradients)
+        finite.check()  # names the first step whose weights went non-finite, if there is one
+        if str(err).startswith("unlearning method"):
+            raise
+        raise FloatingPointError(f"unlearning method {name!r} stopped after optimiser step "
+                                 f"{finite.steps}: {err}") from err
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0 - watch.seconds
+    with torch.random.fork_rng(devices=[]):  # the checks draw nothing, but leave RNGs as they were
+        finite.final(splits, dev)
     watch.final()
     history, extra = out if isinstance(out, tuple) else (out, {})
     history = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history or []))

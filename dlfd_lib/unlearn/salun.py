@@ -152,7 +152,8 @@ def salun(model: nn.Module, splits, *, device: torch.device, seed: int = 0, prog
         for epoch in range(epochs):
             rec = mixed_epoch(model, loader, opt, device, amp, max_batches,
                               before_step=masked.before_step, after_step=masked.after_step,
-                              bar=bar, set_train_mode=set_mode)
+                              bar=bar, set_train_mode=set_mode,
+                              what=f"SalUn's masked training loss in epoch {epoch + 1}")
             history.append({"epoch": epoch + 1, "phase": "salun", **rec})
     model.eval()
     info = {"mask_fraction": n_kept / max(n_total, 1), "n_weights": n_total, "n_masked_in": n_kept,
