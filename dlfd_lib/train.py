@@ -154,8 +154,9 @@ def train_model(model: nn.Module, splits: UnlearningSplits, on: str = "train",
     model.to(device=device, memory_format=torch.channels_last)
     loader = splits.loader(on, batch_size=cfg.batch_size, augment=cfg.augment, shuffle=True,
                            seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)),
-                           num_workers=cfg.num_workers, drop_last=len(splits.split(on)) > cfg.batch_size)
-    val_loader = splits.loader("val", batch_size=256)
+                           num_workers=cfg.num_workers, drop_last=len(splits.split(on)) > cfg.batch_size,
+                           device=device)
+    val_loader = splits.loader("val", batch_size=256, device=device)
     opt, sched = make_optimizer(model, cfg, total_steps=cfg.epochs * len(loader))
     history = []
     bar = tqdm(range(cfg.epochs), desc=desc or f"training on {on}", disable=not progress)

@@ -243,11 +243,40 @@ class UnlearningSplits:
         base = self.split(name)
         return base.with_transform(self.transform(augment)) if augment else base
 
+    def images_uint8(self, name: str) -> torch.Tensor:
+        """The split's images as one uint8 (N, 3, S, S) tensor at the splits' image size, decoded
+        and resized once, then cached (train = retain + forget shares their caches)."""
+        from .batches import materialise
+        if name == "train":
+            cache = self._train.__dict__.setdefault("_uint8_cache", {})
+            if self.image_size not in cache:
+                cache[self.image_size] = torch.cat([self.images_uint8("retain"),
+                                                    self.images_uint8("forget")])
+            return cache[self.image_size]
+        return materialise(self.split(name), self.image_size, progress=True)
+
     def loader(self, name: str, batch_size: int = 64, augment: bool = False,
                shuffle: bool | None = None, seed: int = 0, num_workers: int = 0,
-               drop_last: bool = False) -> DataLoader:
-        """A DataLoader over one split. Shuffling (default: on when augmenting) is seeded."""
+               drop_last: bool = False, device: str | torch.device | None = None,
+               in_memory: bool | None = None):
+        """Batches ``(images, labels)`` of one split. Shuffling (default: on when augmenting) and
+        the augmentation are seeded by ``seed``.
+
+        By default the split is decoded once into memory and batches are cut (and augmented a
+        whole batch at a time, per-image parameters) from it: a :class:`~.batches.BatchLoader`,
+        built on ``device`` (default CPU). ``num_workers > 0``, or a split too large for
+        :data:`~.batches.MAX_IN_MEMORY_BYTES`, streams images through a torch ``DataLoader`` with
+        the per-image transforms instead; ``in_memory`` forces one path or the other."""
+        from . import batches
         shuffle = augment if shuffle is None else shuffle
+        split = self.split(name)
+        fits = len(split) * 3 * self.image_size ** 2 <= batches.MAX_IN_MEMORY_BYTES
+        if in_memory is None:
+            in_memory = num_workers == 0 and fits
+        if in_memory:
+            return batches.BatchLoader(self.images_uint8(name), split.labels, batch_size, self.mean,
+                                       self.std, shuffle=shuffle, augment=augment, seed=seed,
+                                       drop_last=drop_last, device=device)
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(self.dataset(name, augment), batch_size=batch_size, shuffle=shuffle,
                           generator=gen, num_workers=num_workers, drop_last=drop_last,
