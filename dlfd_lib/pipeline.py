@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 #   all), track_every / track_size (optimiser steps between, and images per split in, the
 #   correlation-collapse measurements along a run), ulira_k (reference models of the per-example
 #   membership test)
+# protocol.* -> dlfd_lib.protocol.ProtocolConfig (tuning seeds, evaluation seeds, Optuna trials per
+#   method, points per trade-off front, attack bootstrap resamples; see README "The protocol")
 _COMMON_DATA = {"forget_frac": 0.15}
 _COMMON_TRAIN = {"weight_decay": 5e-4, "momentum": 0.9}
 
@@ -58,6 +60,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_batch_size": 64,
         "analysis": {"umap_sizes": {"retain": 48, "forget": None, "test": 24},
                      "track_every": 2, "track_size": 32, "ulira_k": 2},
+        "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1], "n_trials": 2, "n_strengths": 2,
+                     "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
     },
     "quick": {
         "description": "the CPU demo: the whole pipeline in well under 20 minutes on 2 cores",
@@ -73,6 +77,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_batch_size": 256,
         "analysis": {"umap_sizes": {"retain": 800, "forget": None, "test": 360},
                      "track_every": 10, "track_size": 300, "ulira_k": 4},
+        "protocol": {"tuning_seeds": [100, 101], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 6,
+                     "n_strengths": 3, "mia_boot": 30, "n_mia": 3, "n_boot": 10000},
     },
     "paper": {
         "description": "the authors' recipe on a GPU: 128 px, 100 epochs",
@@ -85,6 +91,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_batch_size": 256,
         "analysis": {"umap_sizes": {"retain": 2000, "forget": 1000, "test": 1000},
                      "track_every": 20, "track_size": 1000, "ulira_k": 8},
+        "protocol": {"tuning_seeds": [100, 101, 102], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 20,
+                     "n_strengths": 5, "mia_boot": 50, "n_mia": 3, "n_boot": 10000},
     },
 }
 
