@@ -40,7 +40,7 @@ from .tuning import JsonStore, OBJECTIVE, reference_mia_val, tune_method, valida
 from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
 from .utils import save_json, to_jsonable
 
-__all__ = ["ProtocolConfig", "run_protocol", "strength_values", "SUMMARY_METRICS"]
+__all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values", "SUMMARY_METRICS"]
 
 #: what the protocol's summary table shows, in order
 SUMMARY_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs",
@@ -62,6 +62,8 @@ class ProtocolConfig:
     chosen settings (``<method>.json``, written by an earlier tuning) to use instead of the
     declared defaults. ``fixed``: ``{method: {hyperparameter: value}}`` applied on top of every
     setting of that method, in tuning and evaluation alike (e.g. a batch cap for a tiny run).
+    ``n_front_seeds``: sweep the strengths on the first this many evaluation seeds only (None:
+    all); the tuned setting is evaluated on every evaluation seed regardless.
     """
 
     tuning_seeds: list[int] = field(default_factory=lambda: [100, 101])
@@ -77,6 +79,7 @@ class ProtocolConfig:
     front_methods: list[str] | None = None
     tuned_from: str | None = None
     fixed: dict[str, dict] = field(default_factory=dict)
+    n_front_seeds: int | None = None
 
     def __post_init__(self):
         overlap = sorted(set(self.tuning_seeds) & set(self.eval_seeds))
@@ -122,6 +125,24 @@ def strength_values(method: str, n: int) -> list:
         return [values[len(values) // 2]]
     idx = np.unique(np.round(np.linspace(0, len(values) - 1, n)).astype(int))
     return [values[i] for i in idx]
+
+
+def protocol_plan(config: ProtocolConfig) -> pd.DataFrame:
+    """How many runs the protocol makes (before any reuse): per method, the unlearning runs of
+    tuning (trials × tuning seeds) and of evaluation (tuned setting on every evaluation seed plus
+    the strength sweep on the front seeds); and the reference models to train (row
+    ``references``). Multiply by measured per-run seconds for a cost estimate."""
+    methods = config.methods if config.methods is not None else available_methods()
+    n_front = len(config.eval_seeds) if config.n_front_seeds is None else min(config.n_front_seeds, len(config.eval_seeds))
+    rows = []
+    for m in methods:
+        swept = config.front_methods is None or m in config.front_methods
+        n_str = len(strength_values(m, config.n_strengths)) if swept else 0
+        rows.append({"method": m, "tuning_runs": config.n_trials * len(config.tuning_seeds),
+                     "evaluation_runs": len(config.eval_seeds) + n_str * n_front})
+    seeds = len(set(config.eval_seeds) | (set(config.tuning_seeds) if config.n_trials > 0 else set()))
+    rows.append({"method": "references", "tuning_runs": 0, "evaluation_runs": 2 * seeds})
+    return pd.DataFrame(rows).set_index("method")
 
 
 def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool) -> dict:
@@ -228,7 +249,8 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
         for method in methods:
             settings = [("tuned", None, tuned[method])]
             knob = method_strength(method)
-            swept = cfg.front_methods is None or method in cfg.front_methods
+            swept = ((cfg.front_methods is None or method in cfg.front_methods) and
+                     (cfg.n_front_seeds is None or cfg.eval_seeds.index(seed) < cfg.n_front_seeds))
             for v in strength_values(method, cfg.n_strengths if swept else 0):
                 settings.append(("sweep", v, {**tuned[method], knob[0]: v}))
             for kind, value, hp in settings:

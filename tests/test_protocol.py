@@ -105,10 +105,13 @@ def test_no_registered_method_reads_the_test_split(splits, model):
     poisoned = type(splits)(splits.name, splits.task, splits.class_names, splits.retain, splits.forget,
                             splits.val, SplitDataset(trip, splits.test.labels, splits.test.transform,
                                                      splits.test.identities), splits.image_size)
+    from dlfd_lib.unlearn import get_method
     for name in available_methods():
         if name.startswith("_"):
             continue
-        unlearn(name, model, poisoned, profile="smoke", device="cpu", seed=0, progress=False)
+        hp = get_method(name).hparams  # the shortest run each method allows
+        caps = {k: v for k, v in {"max_batches": 2, "max_steps": 2, "epochs": 1}.items() if k in hp}
+        unlearn(name, model, poisoned, profile="smoke", device="cpu", seed=0, progress=False, **caps)
     assert trip.reads == 0
 
 
@@ -231,7 +234,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     from dlfd_lib.protocol import ProtocolConfig, run_protocol
 
     monkeypatch.setenv("DLFD_CACHE", str(tmp_path / "cache"))
-    cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=2, mia_boot=3,
+    cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=1, mia_boot=2,
                          n_mia=1, n_boot=500, methods=["dlfd", "neggrad"],
                          fixed={"dlfd": {"max_batches": 2}, "neggrad": {"max_steps": 2}})
     kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None,

@@ -577,7 +577,8 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
             if sel == len(records) - 1:
                 best_state, best_idx = _cpu_state(model), sel
             if dynamic and not plain and m["fs"] < forget_threshold:
-                plain, switched_at = True, i + 1
+                plain = True
+                switched_at = i + 1 if switched_at is None else switched_at  # the first switch
             elif dynamic and plain and sw["reperturb"] and m["fs"] >= forget_threshold:
                 plain = False  # released: perturb again once FS rises back above the threshold
                 n_reperturb += 1
