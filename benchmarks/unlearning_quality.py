@@ -57,7 +57,7 @@ def _protocol(args):
           f"{cfg.n_trials} trials per method, {cfg.n_strengths} strengths per front -> {args.out_dir}")
     r = run_protocol(args.profile, args.out_dir, cfg, task=args.task, device=args.device,
                      ckpt_dir=args.ckpt_dir, progress=False)
-    cols = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs", "mia_gap", "avg_gap",
+    cols = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs", "abs_mia_gap", "avg_gap",
             "nomus", "seconds"]
     print(f"\nmean (sd) over evaluation seeds {cfg.eval_seeds}")
     s = r["summary"]

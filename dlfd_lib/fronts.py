@@ -22,7 +22,7 @@ import pandas as pd
 __all__ = ["pareto_front", "mark_fronts", "front_leaders", "describe_fronts"]
 
 
-def pareto_front(points: pd.DataFrame, x: str = "mia_gap", y: str = "test_acc") -> pd.DataFrame:
+def pareto_front(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc") -> pd.DataFrame:
     """The rows of ``points`` not dominated by another row (lower ``x`` and higher ``y`` are
     better; a row is dominated when another is at least as good on both and better on one),
     sorted by ``x``."""
@@ -36,7 +36,7 @@ def pareto_front(points: pd.DataFrame, x: str = "mia_gap", y: str = "test_acc") 
     return points[np.array(keep)].sort_values(x)
 
 
-def mark_fronts(points: pd.DataFrame, by: str = "model", x: str = "mia_gap", y: str = "test_acc") -> pd.DataFrame:
+def mark_fronts(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_gap", y: str = "test_acc") -> pd.DataFrame:
     """``points`` with a boolean ``on_front`` column: on the Pareto front of its own ``by`` group."""
     out = points.copy()
     out["on_front"] = False
@@ -45,7 +45,7 @@ def mark_fronts(points: pd.DataFrame, by: str = "model", x: str = "mia_gap", y: 
     return out
 
 
-def front_leaders(points: pd.DataFrame, by: str = "model", x: str = "mia_gap", y: str = "test_acc",
+def front_leaders(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_gap", y: str = "test_acc",
                   budgets: Sequence[float] | None = None) -> pd.DataFrame:
     """For each forgetting budget g (default: every distinct ``x`` of a front point), the best
     ``y`` each method reaches with ``x <= g``, the leader and its margin over the runner-up.
@@ -68,7 +68,7 @@ def front_leaders(points: pd.DataFrame, by: str = "model", x: str = "mia_gap", y
     return pd.DataFrame(rows)
 
 
-def describe_fronts(points: pd.DataFrame, by: str = "model", x: str = "mia_gap", y: str = "test_acc",
+def describe_fronts(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_gap", y: str = "test_acc",
                     noise: float | None = None) -> list[str]:
     """Sentences saying whose front dominates where, from :func:`front_leaders`: consecutive
     budgets with the same leader are merged into one range. ``noise`` (e.g. the seed sd of test

@@ -323,7 +323,7 @@ def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = 
     return fig
 
 
-def plot_fronts(points: pd.DataFrame, x: str = "mia_gap", y: str = "test_acc",
+def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc",
                 reference: Mapping[str, float] | None = None, highlight: str = "dlfd") -> plt.Figure:
     """Trade-off fronts (:mod:`dlfd_lib.fronts`): every evaluated setting of every method as a
     point (mean over the evaluation seeds; hollow: dominated within its own method; a ring: the

@@ -44,7 +44,7 @@ __all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values",
 
 #: what the protocol's summary table shows, in order
 SUMMARY_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs",
-                   "mia_gap", "avg_gap", "nomus", "seconds")
+                   "abs_mia_gap", "avg_gap", "nomus", "seconds")
 
 
 @dataclass
@@ -279,7 +279,7 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
     sweep_df = add_reference_gaps(pd.concat([ref_rows, pd.DataFrame(sweep_rows)], ignore_index=True))
     sweep_df = sweep_df[~sweep_df["model"].isin(["original", "retrained"])]
     points = (sweep_df.groupby(["model", "setting", "strength"], dropna=False, sort=False)
-              [["test_acc", "mia_gap", "avg_gap", "nomus", "mia"]].mean().reset_index())
+              [["test_acc", "abs_mia_gap", "avg_gap", "nomus", "mia"]].mean().reset_index())
     points["n_seeds"] = sweep_df.groupby(["model", "setting", "strength"], dropna=False, sort=False)["seed"].nunique().to_numpy()
     points = mark_fronts(points)
     cols = [c for c in SUMMARY_METRICS if c in rows_df]

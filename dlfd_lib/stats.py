@@ -6,7 +6,7 @@ starts from the *same* original model on the *same* data, so most of the seed-to
 shared; the per-seed difference ``method − DLFD`` removes it.
 
 * :func:`add_reference_gaps` – per row, the gap to the retrained model *of the same seed*:
-  ``mia_gap`` = |MIA − MIA_retrained| and **Avg. Gap** (SalUn, Fan et al. ICLR 2024) = the mean
+  ``abs_mia_gap`` = |MIA − MIA_retrained| and **Avg. Gap** (SalUn, Fan et al. ICLR 2024) = the mean
   absolute difference to the retrained model over retain, forget and test accuracy and MIA.
   NoMUS stays (the paper's score); it rewards MIA → 0.5 rather than closeness to the retrained
   model (the authors' MUFAC table puts DLFD's NoMUS above the retrained model's), so it cannot
@@ -35,9 +35,9 @@ __all__ = ["AVG_GAP_METRICS", "PAIRED_METRICS", "HIGHER_IS_BETTER", "avg_gap", "
 #: The metrics whose absolute gaps to the retrained model make up Avg. Gap.
 AVG_GAP_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 #: The metrics :func:`paired_table` compares, and whether higher is better for each.
-HIGHER_IS_BETTER = {"test_acc": True, "nomus": True, "avg_gap": False, "mia_gap": False,
+HIGHER_IS_BETTER = {"test_acc": True, "nomus": True, "avg_gap": False, "abs_mia_gap": False,
                     "retain_acc": True, "fs": False, "seconds": False}
-PAIRED_METRICS = ("test_acc", "mia_gap", "avg_gap", "nomus")
+PAIRED_METRICS = ("test_acc", "abs_mia_gap", "avg_gap", "nomus")
 
 
 def avg_gap(row, reference, metrics: Sequence[str] = AVG_GAP_METRICS) -> float:
@@ -51,7 +51,7 @@ def avg_gap(row, reference, metrics: Sequence[str] = AVG_GAP_METRICS) -> float:
 
 def add_reference_gaps(rows: pd.DataFrame, reference: str = "retrained") -> pd.DataFrame:
     """``rows`` (one per seed and model, columns ``seed``, ``model`` and the metrics) with
-    ``mia_gap`` and ``avg_gap`` added, each against the ``reference`` row of the same seed."""
+    ``abs_mia_gap`` and ``avg_gap`` added, each against the ``reference`` row of the same seed."""
     if "seed" not in rows or "model" not in rows:
         raise KeyError("rows need 'seed' and 'model' columns")
     out = rows.copy()
@@ -60,7 +60,7 @@ def add_reference_gaps(rows: pd.DataFrame, reference: str = "retrained") -> pd.D
     if missing:
         raise ValueError(f"no {reference!r} row for seed(s) {missing}: the gaps need the retrained "
                          f"model of the same seed")
-    out["mia_gap"] = [abs(float(r["mia"]) - float(refs.loc[r["seed"], "mia"])) for _, r in rows.iterrows()]
+    out["abs_mia_gap"] = [abs(float(r["mia"]) - float(refs.loc[r["seed"], "mia"])) for _, r in rows.iterrows()]
     out["avg_gap"] = [avg_gap(r, refs.loc[r["seed"]]) for _, r in rows.iterrows()]
     return out
 

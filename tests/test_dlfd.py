@@ -254,7 +254,7 @@ def test_delta_steps_raise_ot_without_ce_and_lower_ce_without_ot(splits, model):
     """Each half of the objective, alone, must move its own term the right way over K steps
     (a sign error or a dropped term fails one of the two)."""
     x, y = _batch(splits, 16)
-    xf, _ = _batch(splits, 16, "forget")
+    xf, _ = _batch(splits, 12, "forget")
     with torch.no_grad():
         ff = model(xf).float()
         d0 = float(ot_distance(model(x).float(), ff))

@@ -161,7 +161,7 @@ def test_avg_gap_and_reference_gaps():
     out = add_reference_gaps(rows)
     m = out[out.model == "m"].set_index("seed")
     assert m.loc[0, "avg_gap"] == pytest.approx((.1 + .1 + .1 + .05) / 4)
-    assert m.loc[1, "avg_gap"] == pytest.approx(.1 / 4) and m.loc[1, "mia_gap"] == pytest.approx(.1)
+    assert m.loc[1, "avg_gap"] == pytest.approx(.1 / 4) and m.loc[1, "abs_mia_gap"] == pytest.approx(.1)
     assert (out[out.model == "retrained"]["avg_gap"] == 0).all()
     with pytest.raises(ValueError, match="seed"):
         add_reference_gaps(rows[rows.model == "m"].assign(model="x").pipe(
@@ -204,9 +204,9 @@ def test_mia_sampling_sd_shrinks_with_more_samples():
 # fronts
 def test_pareto_fronts_and_leaders():
     pts = pd.DataFrame([
-        {"model": "a", "mia_gap": 0.01, "test_acc": 0.50}, {"model": "a", "mia_gap": 0.05, "test_acc": 0.60},
-        {"model": "a", "mia_gap": 0.06, "test_acc": 0.55},  # dominated by a's second point
-        {"model": "b", "mia_gap": 0.02, "test_acc": 0.58}, {"model": "b", "mia_gap": 0.10, "test_acc": 0.70}])
+        {"model": "a", "abs_mia_gap": 0.01, "test_acc": 0.50}, {"model": "a", "abs_mia_gap": 0.05, "test_acc": 0.60},
+        {"model": "a", "abs_mia_gap": 0.06, "test_acc": 0.55},  # dominated by a's second point
+        {"model": "b", "abs_mia_gap": 0.02, "test_acc": 0.58}, {"model": "b", "abs_mia_gap": 0.10, "test_acc": 0.70}])
     front = pareto_front(pts[pts.model == "a"])
     assert list(front["test_acc"]) == [0.50, 0.60]
     marked = mark_fronts(pts)
@@ -243,7 +243,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     rows = r["rows"]
     assert set(rows["model"]) == {"original", "retrained", "dlfd", "neggrad"}
     assert sorted(set(rows["seed"])) == [0, 1] and 7 not in set(rows["seed"])  # tuning seed never evaluated
-    assert {"avg_gap", "mia_gap", "mia_sampling_sd", "nomus"} <= set(rows.columns)
+    assert {"avg_gap", "abs_mia_gap", "mia_sampling_sd", "nomus"} <= set(rows.columns)
     tuned = json.loads((tmp_path / "out" / "tuning" / "dlfd.json").read_text())
     assert tuned["n_trials"] == 2 and tuned["params"]["threshold_mode"] == "relative"
     assert (tmp_path / "out" / "tuning" / "dlfd.journal").exists()
