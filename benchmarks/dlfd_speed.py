@@ -86,7 +86,8 @@ def time_dlfd(model, splits, device, args, hp) -> dict:
 
 
 def time_monitor(model, splits, device, defaults, args) -> float:
-    mon = DLFDMonitor(splits, defaults["monitor_size"], defaults["val_size"],
+    from dlfd_lib.data.view import method_view
+    mon = DLFDMonitor(method_view(splits), defaults["monitor_size"], defaults["val_size"],
                       args.eval_batch_size, 0, device, amp=args.amp)
     mon(model)  # warm-up
     t = now(device)
@@ -270,7 +271,7 @@ def main(argv=None):
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"{args.image_size}px, retain {args.retain} -> {n_batches} batches of {d['batch_size']}, "
           f"K={d['K']}, monitor every {d['monitor_every']} ({n_monitors} monitors, "
-          f"{d['monitor_size']} forget+test imgs, val {d['val_size'] or 'all'}), "
+          f"{d['monitor_size']} forget + {d['monitor_size']} val imgs for the MIA, val acc on {d['val_size'] or 'all'}), "
           f"OT {d['ot_backend']}/{d['ot_grad']}, amp={args.amp}", flush=True)
 
     res: dict = {"device": str(device), "device_name": torch.cuda.get_device_name(device)

@@ -1,24 +1,26 @@
-"""Unlearning methods (or DLFD's ablations) against the original and retrained models, over seeds.
+"""The verdict protocol (tune -> evaluate -> fronts -> paired statistics), and DLFD's ablations.
 
-For each seed: build the profile's data, train (or reuse) the original and retrained models,
-run each registered method from the original, evaluate everything the same way, and print the
-per-seed rows and the mean (sd) over seeds (``dlfd_lib.benchmark``, as notebooks 03 and 05 do).
+Default: :func:`dlfd_lib.protocol.run_protocol` with the profile's ``protocol`` sizes – every
+method tuned with the same Optuna budget on the tuning seeds (validation data only), evaluated
+at its chosen setting on the evaluation seeds (the test split read once), swept over its
+strength for the trade-off fronts, and paired against DLFD per seed with bootstrap intervals.
+Everything finished is kept under ``--out-dir`` (and reference models under ``--ckpt-dir``), so
+a cut-off run continues where it stopped: rerun the same command.
 
-    python benchmarks/unlearning_quality.py --profile quick --seeds 0 1 2
-    python benchmarks/unlearning_quality.py --profile quick --methods dlfd --seeds 0 1 2
-    python benchmarks/unlearning_quality.py --profile quick --seeds 0 1 2 --attacks --collapse --ulira-k 4
-    python benchmarks/unlearning_quality.py --profile quick --seeds 0 1 2 --ablations --attacks
+    python benchmarks/unlearning_quality.py --profile quick                 # the README's verdict
+    python benchmarks/unlearning_quality.py --profile paper --device cuda   # the same on a GPU
+    python benchmarks/unlearning_quality.py --profile quick --methods dlfd neggrad --trials 4
+    python benchmarks/unlearning_quality.py --profile quick --ablations     # notebook 05's variants
+    python benchmarks/unlearning_quality.py --profile quick --legacy --attacks --collapse --ulira-k 4
 
-* ``--attacks``: the four membership attacks (loss, confidence, entropy, modified entropy) for
-  every model, their AUC gap to the retrained model, and how each attack ranks the methods
-  against the paper's forgetting score.
-* ``--collapse``: the correlation-collapse measures (``dlfd_lib.collapse``) of every model.
-* ``--ulira-k K``: the per-example reference test (``dlfd_lib.ulira``) on the first seed with K
-  retrained reference models (K retrainings: ~200 s each on the quick profile on 2 CPU cores).
-* ``--ablations``: notebook 05's DLFD variants instead of the registered methods.
+* ``--ablations``: notebook 05's DLFD variants on the evaluation seeds, built on DLFD's tuned
+  setting (from ``--out-dir``/tuning when the protocol has run), paired against *DLFD (paper)*.
+* ``--legacy``: the earlier per-seed benchmark (``dlfd_lib.benchmark.run_benchmark``) at the
+  tuned settings, for ``--attacks`` (four membership attacks), ``--collapse`` (correlation-collapse
+  measures) and ``--ulira-k K`` (per-example test with K retrained references, first seed).
 
-Reference-model checkpoints are shared with ``benchmarks/synthetic_quality.py`` (``--ckpt-dir``).
-``--out PREFIX`` writes ``PREFIX_rows.csv`` (and ``PREFIX_collapse.csv``, ``PREFIX_ulira.csv``).
+``--out PREFIX`` writes ``PREFIX_rows.csv`` (and ``PREFIX_collapse.csv``, ``PREFIX_ulira.csv``)
+in the legacy and ablation modes; the protocol writes its files into ``--out-dir``.
 """
 from __future__ import annotations
 
@@ -45,25 +47,68 @@ def attack_report(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, ranks.astype(int).sort_values("paper FS")
 
 
+def _protocol(args):
+    from dlfd_lib.protocol import ProtocolConfig, run_protocol
+
+    cfg = ProtocolConfig.from_profile(get_profile(args.profile), methods=args.methods, n_trials=args.trials,
+                                      eval_seeds=args.seeds, tuning_seeds=args.tuning_seeds,
+                                      n_strengths=args.strengths, attacks=args.attacks or None)
+    print(f"protocol on {args.profile}: tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}, "
+          f"{cfg.n_trials} trials per method, {cfg.n_strengths} strengths per front -> {args.out_dir}")
+    r = run_protocol(args.profile, args.out_dir, cfg, task=args.task, device=args.device,
+                     ckpt_dir=args.ckpt_dir, progress=False)
+    cols = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs", "abs_mia_gap", "avg_gap",
+            "nomus", "seconds"]
+    print(f"\nmean (sd) over evaluation seeds {cfg.eval_seeds}")
+    s = r["summary"]
+    print(pd.DataFrame({c: [f"{m:.3f} ({v:.3f})" for m, v in zip(s[c], s[f"{c}_sd"])] for c in cols if c in s},
+                       index=s.index).to_string())
+    print(f"\nevery method against {cfg.baseline}, paired by seed: mean difference and bootstrap 95 % interval")
+    print(r["paired"].round(4).to_string(index=False))
+    print("\ntrade-off fronts (test accuracy vs |MIA - MIA retrained|, mean over evaluation seeds)")
+    print(r["points"].round(4).to_string(index=False))
+    print("\n" + "\n".join(r["fronts_text"]))
+    print(f"\nchosen settings: {r['tuned']}")
+    print(f"wall time {r['seconds']:.0f} s; files in {args.out_dir}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--task", default="age")
     ap.add_argument("--methods", nargs="+", default=None, help=f"default: all ({', '.join(available_methods())})")
     ap.add_argument("--ablations", action="store_true", help="run DLFD's ablation variants instead")
+    ap.add_argument("--legacy", action="store_true", help="the per-seed benchmark (for --attacks/--collapse/--ulira-k)")
     ap.add_argument("--attacks", action="store_true", help="the four-attack membership suite")
-    ap.add_argument("--collapse", action="store_true", help="correlation-collapse measures of every model")
-    ap.add_argument("--ulira-k", type=int, default=0, help="per-example test with K reference models (first seed)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--collapse", action="store_true", help="correlation-collapse measures of every model (--legacy)")
+    ap.add_argument("--ulira-k", type=int, default=0, help="per-example test with K reference models (--legacy)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="evaluation seeds (default: the profile's)")
+    ap.add_argument("--tuning-seeds", type=int, nargs="+", default=None, help="default: the profile's")
+    ap.add_argument("--trials", type=int, default=None, help="Optuna trials per method (default: the profile's)")
+    ap.add_argument("--strengths", type=int, default=None, help="points per front (default: the profile's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ckpt-dir", default="runs/quality_checkpoints")
-    ap.add_argument("--out", default=None, help="prefix of the CSV files to write")
+    ap.add_argument("--out-dir", default=None, help="the protocol's folder (default runs/protocol-<profile>)")
+    ap.add_argument("--out", default=None, help="prefix of the CSV files to write (legacy / ablations)")
     args = ap.parse_args(argv)
+    args.out_dir = args.out_dir or f"runs/protocol-{args.profile}"
+    if not (args.ablations or args.legacy):
+        if args.collapse or args.ulira_k:
+            ap.error("--collapse and --ulira-k need --legacy")
+        return _protocol(args)
 
+    from dlfd_lib.protocol import ProtocolConfig
+    from dlfd_lib.stats import add_reference_gaps, paired_table
+    from dlfd_lib.tuning import load_tuned
+
+    cfg = ProtocolConfig.from_profile(get_profile(args.profile), eval_seeds=args.seeds)
+    seeds = cfg.eval_seeds
+    tuned = load_tuned(f"{args.out_dir}/tuning")
+    print(f"tuned settings from {args.out_dir}/tuning: {sorted(tuned) or 'none (declared defaults)'}")
     variants = None
     if args.ablations:
         from dlfd_lib.unlearn.dlfd import ablation_variants
-        variants = ablation_variants()
+        variants = ablation_variants(base=tuned.get("dlfd", {}))
     collapse_rows = []
 
     def measure(seed, splits, models):
@@ -75,21 +120,20 @@ def main(argv=None):
                                   features=feats[name], seed=seed)
             collapse_rows.append({"seed": seed, "model": name, **{k: v for k, v in r.items() if k != "notes"}})
 
-    bench = run_benchmark(get_profile(args.profile), args.profile, args.seeds, methods=args.methods,
-                          variants=variants, task=args.task, device=args.device, ckpt_dir=args.ckpt_dir,
-                          progress=False, attacks=args.attacks, on_models=measure if args.collapse else None)
-    rows = bench["rows"]
+    bench = run_benchmark(get_profile(args.profile), args.profile, seeds, methods=args.methods,
+                          method_overrides=tuned, variants=variants, task=args.task, device=args.device,
+                          ckpt_dir=args.ckpt_dir, progress=False, attacks=args.attacks,
+                          on_models=measure if args.collapse else None)
+    rows = add_reference_gaps(bench["rows"])
     for seed, part in rows.groupby("seed"):
         print(f"\nseed {seed}\n" + part.set_index("model")[SUMMARY_COLUMNS].round(4).to_string())
     summary = summarize(rows)
-    print(f"\n{args.profile} profile, seeds {args.seeds}: mean (sd) over seeds")
+    print(f"\n{args.profile} profile, seeds {seeds}: mean (sd) over seeds")
     print(format_mean_sd(summary, digits=4).to_string())
-    print("\ngap to the retrained model (mean over seeds of model - retrained)")
-    print(summary[[f"{c}_gap" for c in SUMMARY_COLUMNS if f"{c}_gap" in summary]].round(4).to_string())
-    if args.ablations and "DLFD (paper)" in set(rows["model"]):
-        vs = summarize(rows, reference="DLFD (paper)")
-        print("\ngap to DLFD (paper) (mean over seeds of variant - DLFD (paper))")
-        print(vs[[f"{c}_gap" for c in ("test_acc", "mia", "fs", "nomus", "seconds")]].round(4).to_string())
+    baseline = "DLFD (paper)" if args.ablations else "dlfd"
+    if baseline in set(rows["model"]):
+        print(f"\npaired against {baseline}: mean difference over seeds and bootstrap 95 % interval")
+        print(paired_table(rows[rows["model"] != "original"], baseline=baseline).round(4).to_string(index=False))
     if args.attacks:
         table, ranks = attack_report(rows)
         print("\nattacks, mean over seeds: acc / AUC / TPR@1%FPR, and the AUC gap to the retrained model")
@@ -109,7 +153,7 @@ def main(argv=None):
         refs = train_references(bench["splits"], bench["cfg"], args.ulira_k, device=args.device,
                                 ckpt_dir=args.ckpt_dir, progress=False)
         ulira_summary = ulira_table(ulira_many(bench["models"], bench["splits"], refs))
-        print(f"\nper-example reference test, seed {args.seeds[0]}, K = {args.ulira_k} retrained references")
+        print(f"\nper-example reference test, seed {seeds[0]}, K = {args.ulira_k} retrained references")
         print(ulira_summary.round(3).to_string())
     if args.out:
         rows.to_csv(f"{args.out}_rows.csv", index=False)

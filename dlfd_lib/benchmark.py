@@ -23,7 +23,8 @@ from .unlearn import available_methods, unlearn
 from .utils import resolve_device, to_jsonable
 
 #: metrics summarised over seeds, in table order
-SUMMARY_COLUMNS = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_auc", "fs", "nomus", "seconds"]
+SUMMARY_COLUMNS = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_auc", "fs", "abs_mia_gap", "avg_gap",
+                   "nomus", "seconds"]
 REFERENCES = ("original", "retrained")
 
 
@@ -58,7 +59,8 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     times with different settings (notebook 05's ablations): ``{label: {"method": name,
     "hparams": {...}}}``; the label is the row's ``model`` name.
 
-    Returns ``{"rows": DataFrame (one row per seed and model), "histories": {(seed, label):
+    Returns ``{"rows": DataFrame (one row per seed and model, with ``abs_mia_gap`` and ``avg_gap`` to
+    the same seed's retrained model, :func:`dlfd_lib.stats.add_reference_gaps`), "histories": {(seed, label):
     DataFrame}, "infos": {(seed, label): dict}, "losses": {model: {split: array}}, "models":
     {model: nn.Module}, "splits": UnlearningSplits, "cfg": TrainConfig}``; per-sample losses,
     models and splits are kept for seed ``keep_losses_for`` (default: the first seed).
@@ -106,7 +108,8 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
             on_models(seed, splits, models)
         if seed == keep:
             kept = {"models": models, "splits": splits, "cfg": TrainConfig.from_profile(profile)}
-    return {"rows": pd.DataFrame(rows), "histories": histories, "infos": infos, "losses": losses, **kept}
+    from .stats import add_reference_gaps  # abs_mia_gap and Avg. Gap against the same seed's retrained model
+    return {"rows": add_reference_gaps(pd.DataFrame(rows)), "histories": histories, "infos": infos, "losses": losses, **kept}
 
 
 def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, label: str) -> Path:

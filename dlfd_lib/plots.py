@@ -321,3 +321,39 @@ def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = 
     ax.set(title=f"membership attacks: {metric} gap to the {reference} model", xlabel="attack", ylabel="")
     fig.tight_layout()
     return fig
+
+
+def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc",
+                reference: Mapping[str, float] | None = None, highlight: str = "dlfd") -> plt.Figure:
+    """Trade-off fronts (:mod:`dlfd_lib.fronts`): every evaluated setting of every method as a
+    point (mean over the evaluation seeds; hollow: dominated within its own method; a ring: the
+    tuned setting), and each method's Pareto front as a step line. Up and left is better: more
+    test accuracy at a smaller gap to the retrained model's MIA. ``reference`` (e.g. the
+    retrained model's mean test accuracy as ``{"test_acc": ...}``) is drawn as a dashed line."""
+    from .fronts import mark_fronts
+
+    pts = points if "on_front" in points else mark_fronts(points, x=x, y=y)
+    models = list(dict.fromkeys(pts["model"]))
+    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "tab20", len(models))))
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for m in models:
+        part = pts[pts["model"] == m]
+        c = palette[m]
+        lw = 2.6 if m == highlight else 1.2
+        front = part[part["on_front"]].sort_values(x)
+        ax.step(front[x], front[y], where="post", color=c, lw=lw, label=m)
+        ax.scatter(front[x], front[y], color=c, s=36 if m != highlight else 60, zorder=3)
+        dom = part[~part["on_front"]]
+        ax.scatter(dom[x], dom[y], facecolors="none", edgecolors=c, s=30, zorder=3)
+        if "setting" in part:
+            tuned = part[part["setting"] == "tuned"]
+            ax.scatter(tuned[x], tuned[y], facecolors="none", edgecolors="k", s=120, lw=1.2, zorder=4)
+    if reference and y in reference:
+        ax.axhline(reference[y], color="k", ls="--", lw=1, label="retrained model")
+    ax.set(xlabel="|MIA − MIA of the retrained model| (lower: closer to retraining)",
+           ylabel="test accuracy (higher: keeps its skill)",
+           title="trade-off fronts (mean over evaluation seeds; ring = tuned setting)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -8,9 +8,11 @@ from .preview import class_sheet, identity_sheet
 from .rafdb import RAFDB_CLASSES, load_rafdb
 from .splits import FileSource, SplitDataset, TensorSource, UnlearningSplits
 from .synthetic import make_synthetic_splits
+from .view import MethodSplits, TestSplitAccessError, method_view, tuning_validation, validation_halves
 
 __all__ = ["load_splits", "DATASETS", "UnlearningSplits", "SplitDataset", "TensorSource", "FileSource",
            "make_synthetic_splits", "identity_sheet", "class_sheet",
            "load_mufac", "load_rafdb", "load_folder", "MUFAC_CLASSES", "RAFDB_CLASSES",
            "DatasetError", "DatasetNotFoundError",
-           "find_duplicates", "duplicate_summary", "plot_duplicate_pairs", "drop_forget_leaks"]
+           "find_duplicates", "duplicate_summary", "plot_duplicate_pairs", "drop_forget_leaks",
+           "MethodSplits", "TestSplitAccessError", "method_view", "tuning_validation", "validation_halves"]

@@ -12,10 +12,10 @@ import importlib
 import pkgutil
 
 from .registry import (PROFILE_NAMES, UnlearnResult, available_methods, get_method,
-                       method_defaults, register, unlearn)
+                       method_defaults, method_search_space, method_strength, register, unlearn)
 
 __all__ = ["unlearn", "available_methods", "method_defaults", "get_method", "register",
-           "UnlearnResult", "PROFILE_NAMES"]
+           "method_search_space", "method_strength", "UnlearnResult", "PROFILE_NAMES"]
 
 
 def _import_all_methods() -> None:

@@ -80,7 +80,15 @@ _DEFAULTS = {
 }
 
 
-@register("bad_teacher", defaults=_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): Adam's learning rate, the distillation temperature and the share of retain data;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+SEARCH_SPACE = {"lr": ("float", 1e-5, 1e-3, "log"), "temperature": ("float", 1.0, 4.0), "retain_frac": ("float", 0.1, 0.6), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+STRENGTH = ("lr", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3))
+
+
+@register("bad_teacher", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
 def bad_teacher(model: nn.Module, splits, *, device: torch.device, seed: int = 0,
                 progress: bool = False, epochs: int = 1, lr: float = 1e-4,
                 temperature: float = 1.0, retain_frac: float = 0.3, batch_size: int = 256,

@@ -110,7 +110,15 @@ _DEFAULTS = {
 }
 
 
-@register("cf_k", defaults=_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): how many last layers are fine-tuned, their lr and epochs;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+SEARCH_SPACE = {"k": ("int", 1, 6), "lr": ("float", 1e-3, 3e-2, "log"), "epochs": ("int", 1, 4), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+STRENGTH = ("k", (1, 2, 3, 4, 6))
+
+
+@register("cf_k", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
 def cf_k(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
          k: int = 3, epochs: int = 5, lr: float = 0.01, momentum: float = 0.9,
          weight_decay: float = 5e-4, batch_size: int = 32, augment: bool = False,

@@ -74,7 +74,16 @@ _NEGGRAD_DEFAULTS = {
 }
 
 
-@register("neggrad", defaults=_NEGGRAD_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the ascent's learning rate and epochs;
+#: augmentation of its retain/forget batches is a tuned choice too (the authors' baselines
+#: trained on augmented batches, the kit's defaults do not; every method, DLFD included, gets
+#: the same choice).
+NEGGRAD_SEARCH_SPACE = {"lr": ("float", 1e-4, 1e-2, "log"), "epochs": ("int", 1, 3), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+NEGGRAD_STRENGTH = ("lr", (1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
+
+
+@register("neggrad", defaults=_NEGGRAD_DEFAULTS, search_space=NEGGRAD_SEARCH_SPACE, strength=NEGGRAD_STRENGTH)
 def neggrad(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
             epochs: int = 1, lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4,
             batch_size: int = 32, augment: bool = False, amp: bool = True,
@@ -123,7 +132,15 @@ _PLUS_DEFAULTS = {
 }
 
 
-@register("neggrad_plus", defaults=_PLUS_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the retain/forget balance alpha (lower: more ascent), the lr and epochs;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+PLUS_SEARCH_SPACE = {"alpha": ("float", 0.9, 0.999), "lr": ("float", 1e-3, 3e-2, "log"), "epochs": ("int", 1, 3), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+PLUS_STRENGTH = ("alpha", (0.999, 0.995, 0.99, 0.97, 0.95))
+
+
+@register("neggrad_plus", defaults=_PLUS_DEFAULTS, search_space=PLUS_SEARCH_SPACE, strength=PLUS_STRENGTH)
 def neggrad_plus(model: nn.Module, splits, *, device: torch.device, seed: int = 0,
                  progress: bool = False, alpha: float = 0.999, epochs: int = 1, lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 32,

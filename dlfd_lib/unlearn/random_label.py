@@ -138,7 +138,15 @@ _DEFAULTS = {
 }
 
 
-@register("random_label", defaults=_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the learning rate and epochs;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+SEARCH_SPACE = {"lr": ("float", 1e-3, 3e-2, "log"), "epochs": ("int", 1, 3), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+STRENGTH = ("lr", (1e-3, 3e-3, 1e-2, 3e-2))
+
+
+@register("random_label", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
 def random_label(model: nn.Module, splits, *, device: torch.device, seed: int = 0,
                  progress: bool = False, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, batch_size: int = 32, augment: bool = False,

@@ -16,6 +16,16 @@ A method is one function in one file of ``dlfd_lib/unlearn/``, registered with a
   ``defaults[profile]`` overrides them per profile, and the caller's ``**hparams`` override both.
 * Every module of this package is imported when ``dlfd_lib.unlearn`` is imported (pkgutil),
   so adding a method is adding one file; nothing else needs editing.
+* **Split discipline**: :func:`unlearn` hands the method a
+  :class:`~dlfd_lib.data.view.MethodSplits` view, not the full splits: retain, forget and the
+  monitor half of the validation people; reading the test split raises
+  :class:`~dlfd_lib.data.view.TestSplitAccessError` (the test split is for the final evaluation).
+* **Tuning** (:mod:`dlfd_lib.tuning`): beside its ``defaults`` a method declares a
+  ``search_space`` over its main hyperparameters (name -> ``("float", lo, hi)``,
+  ``("float", lo, hi, "log")``, ``("int", lo, hi)``, ``("int", lo, hi, "log")``,
+  ``("categorical", [choices])`` or a plain constant applied in every trial) and a
+  ``strength``: ``(hyperparameter, [values from weak to strong])``, the knob the trade-off front
+  sweeps (:mod:`dlfd_lib.protocol`). Both are checked against the hyperparameters at import.
 
 Calling a method::
 
@@ -45,15 +55,16 @@ import copy
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
 
+from ..data.view import method_view
 from ..utils import nonfinite_tensors, resolve_device, seed_everything
 
 __all__ = ["register", "unlearn", "available_methods", "method_defaults", "get_method",
-           "UnlearnResult", "PROFILE_NAMES"]
+           "method_search_space", "method_strength", "UnlearnResult", "PROFILE_NAMES", "SPACE_KINDS"]
 
 #: The profile names of :data:`dlfd_lib.pipeline.PROFILES` (kept here so that this module does
 #: not import the pipeline, which sits above it; a test checks the two agree).
@@ -88,6 +99,8 @@ class _Method:
     hparams: dict[str, Any]          # name -> Python default
     defaults: dict[str, dict[str, Any]]  # profile -> overrides
     doc: str
+    search_space: dict[str, Any] = field(default_factory=dict)  # name -> spec (see module doc)
+    strength: tuple[str, tuple] | None = None  # (hyperparameter, values weak -> strong)
 
 
 _METHODS: dict[str, _Method] = {}
@@ -113,14 +126,43 @@ def _hparams_of(fn: Callable) -> dict[str, Any]:
     return params
 
 
-def register(name: str, defaults: dict[str, dict[str, Any]] | None = None) -> Callable:
+#: the kinds of a search-space entry (anything else is a constant)
+SPACE_KINDS = ("float", "int", "categorical")
+
+
+def _check_space(name: str, space: dict[str, Any], hparams: dict[str, Any]) -> None:
+    bad = sorted(set(space) - set(hparams))
+    if bad:
+        raise ValueError(f"method {name!r}: search_space names unknown hyperparameters {bad}; "
+                         f"valid: {', '.join(sorted(hparams))}")
+    for key, spec in space.items():
+        if not (isinstance(spec, tuple) and spec and spec[0] in SPACE_KINDS):
+            continue  # a constant
+        kind = spec[0]
+        if kind == "categorical":
+            if len(spec) != 2 or not list(spec[1]):
+                raise ValueError(f"method {name!r}: search_space[{key!r}] = {spec!r}: write "
+                                 f"('categorical', [choice, ...])")
+            continue
+        if len(spec) not in (3, 4) or (len(spec) == 4 and spec[3] != "log") or not spec[1] < spec[2]:
+            raise ValueError(f"method {name!r}: search_space[{key!r}] = {spec!r}: write "
+                             f"('{kind}', low, high) or ('{kind}', low, high, 'log') with low < high")
+        if len(spec) == 4 and not spec[1] > 0:
+            raise ValueError(f"method {name!r}: search_space[{key!r}] = {spec!r}: a log range needs low > 0")
+
+
+def register(name: str, defaults: dict[str, dict[str, Any]] | None = None,
+             search_space: dict[str, Any] | None = None,
+             strength: tuple[str, Sequence] | None = None) -> Callable:
     """Decorator: register ``fn`` as unlearning method ``name`` (see the module docstring).
 
     ``defaults`` maps profile names (``smoke``/``quick``/``paper``) to hyperparameter values
-    overriding the function's own defaults; unknown profiles or hyperparameter names are
-    rejected here, at import time.
+    overriding the function's own defaults; ``search_space`` and ``strength`` declare what the
+    tuner searches and what the trade-off front sweeps. Unknown profiles or hyperparameter names
+    and malformed ranges are rejected here, at import time.
     """
     defaults = {k: dict(v) for k, v in (defaults or {}).items()}
+    space = dict(search_space or {})
 
     def deco(fn: Callable) -> Callable:
         if name in _METHODS and _METHODS[name].fn is not fn and \
@@ -136,7 +178,15 @@ def register(name: str, defaults: dict[str, dict[str, Any]] | None = None) -> Ca
             if bad:
                 raise ValueError(f"method {name!r}: defaults[{profile!r}] names unknown "
                                  f"hyperparameters {bad}; valid: {', '.join(sorted(hparams))}")
-        _METHODS[name] = _Method(name, fn, hparams, defaults, inspect.getdoc(fn) or "")
+        _check_space(name, space, hparams)
+        knob = None
+        if strength is not None:
+            if (len(strength) != 2 or strength[0] not in hparams or len(list(strength[1])) < 2):
+                raise ValueError(f"method {name!r}: strength={strength!r}: write (hyperparameter, "
+                                 f"[at least 2 values, weak to strong]) with a hyperparameter of "
+                                 f"{', '.join(sorted(hparams))}")
+            knob = (strength[0], tuple(strength[1]))
+        _METHODS[name] = _Method(name, fn, hparams, defaults, inspect.getdoc(fn) or "", space, knob)
         return fn
 
     return deco
@@ -162,6 +212,16 @@ def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
     return {**method.hparams, **method.defaults.get(profile, {})}
+
+
+def method_search_space(name: str) -> dict[str, Any]:
+    """The search space method ``name`` declared beside its defaults (a copy; {} if none)."""
+    return dict(get_method(name).search_space)
+
+
+def method_strength(name: str) -> tuple[str, tuple] | None:
+    """``(hyperparameter, values weak -> strong)`` the trade-off front sweeps for ``name``."""
+    return get_method(name).strength
 
 
 class _StepWatch:
@@ -282,7 +342,7 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
 
     The caller's model is deep-copied first (``inplace=True`` skips the copy), moved to
     ``device`` (``"auto"``: CUDA if available) in channels_last, global RNGs are seeded with
-    ``seed``, and the method runs with ``method_defaults(name, profile)`` updated by
+    ``seed``, and the method runs on ``method_view(splits)`` (no test split) with ``method_defaults(name, profile)`` updated by
     ``hparams``. Unknown hyperparameter names raise ``TypeError`` listing the valid ones.
     ``progress`` shows the method's tqdm bar. ``callback`` / ``callback_every``: see the module
     docstring.
@@ -300,12 +360,13 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
     if callback_every < 1:
         raise ValueError(f"callback_every={callback_every}: give a step count >= 1")
     seed_everything(seed)
+    view = method_view(splits)  # no test split: the method cannot select on the reported number
     watch = _StepWatch(work, callback, callback_every)
     finite = _FiniteWatch(name, work)
     t0 = time.perf_counter()
     try:
         with finite, watch:
-            out = method.fn(work, splits, device=dev, seed=seed, progress=progress, **resolved)
+            out = method.fn(work, view, device=dev, seed=seed, progress=progress, **resolved)
     except FloatingPointError as err:  # the method's own finite checks (losses, gradients)
         finite.check()  # names the first step whose weights went non-finite, if there is one
         if str(err).startswith("unlearning method"):

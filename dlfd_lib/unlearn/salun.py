@@ -124,7 +124,15 @@ _DEFAULTS = {
 }
 
 
-@register("salun", defaults=_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the learning rate, the saliency mask's share of weights and epochs;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+SEARCH_SPACE = {"lr": ("float", 1e-3, 3e-2, "log"), "mask_ratio": ("float", 0.1, 0.9), "epochs": ("int", 1, 3), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+STRENGTH = ("mask_ratio", (0.1, 0.3, 0.5, 0.7, 0.9))
+
+
+@register("salun", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
 def salun(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
           epochs: int = 10, lr: float = 0.013, momentum: float = 0.9, weight_decay: float = 5e-4,
           mask_ratio: float = 0.5, batch_size: int = 32, mask_batch_size: int = 64,

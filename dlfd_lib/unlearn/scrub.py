@@ -74,7 +74,15 @@ _DEFAULTS = {
 }
 
 
-@register("scrub", defaults=_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the learning rate, the number of max-step epochs (of 3) and the KL temperature;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+SEARCH_SPACE = {"lr": ("float", 1e-4, 5e-3, "log"), "msteps": ("int", 0, 3), "temperature": ("float", 1.0, 4.0), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+STRENGTH = ("msteps", (0, 1, 2, 3))
+
+
+@register("scrub", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
 def scrub(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
           epochs: int = 3, msteps: int = 2, lr: float = 5e-4, momentum: float = 0.9,
           weight_decay: float = 5e-4, temperature: float = 4.0, gamma: float = 0.99,

@@ -158,7 +158,15 @@ _DEFAULTS = {
 }
 
 
-@register("unsir", defaults=_DEFAULTS)
+#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the noise's optimisation steps and the impair / repair learning rates;
+#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
+#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
+SEARCH_SPACE = {"noise_steps": ("int", 2, 40, "log"), "impair_lr": ("float", 2e-3, 5e-2, "log"), "repair_lr": ("float", 1e-3, 3e-2, "log"), "augment": ("categorical", [False, True])}
+#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+STRENGTH = ("noise_steps", (2, 5, 10, 20, 40))
+
+
+@register("unsir", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
 def unsir(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
           noise_steps: int = 40, noise_lr: float = 0.1, noise_lambda: float = 0.1,
           noise_batch_size: int = 64, impair_lr: float = 0.02, repair_lr: float = 0.01,

@@ -1,0 +1,310 @@
+"""The kit's verdict protocol: tune → evaluate → fronts → paired statistics, resumable.
+
+One call, :func:`run_protocol`, answers "does DLFD forget with less loss of utility than the
+baselines?" the way a reviewer would accept:
+
+1. **Tune** (:mod:`dlfd_lib.tuning`): every method gets the same number of Optuna trials
+   (seeded TPE) over its declared search space, on the reference models of the *tuning* seeds,
+   scored on validation data only (the tune half of the validation people).
+2. **Evaluate**: every method at its chosen setting on the *evaluation* seeds (never used by
+   tuning), each from the original model of that seed, evaluated once on the test split
+   (:func:`dlfd_lib.metrics.evaluate`) beside the retrained model: accuracies, MIA, FS, NoMUS,
+   |MIA − MIA retrained|, Avg. Gap and the attack's own sampling sd.
+3. **Fronts** (:mod:`dlfd_lib.fronts`): every method swept over its strength knob on the
+   evaluation seeds; test accuracy against |MIA − MIA retrained|, Pareto front per method.
+4. **Paired statistics** (:mod:`dlfd_lib.stats`): per-seed differences of every method to DLFD
+   with bootstrap 95 % intervals and a verdict (better / worse / cannot tell).
+
+Everything finished is kept under ``out_dir`` (reference models in ``ckpt_dir``; Optuna
+journals and chosen settings in ``out_dir/tuning``; every tuning evaluation and every test
+evaluation as one JSON file in ``out_dir/store``), so a run that is cut off continues where it
+stopped and a second call with the same settings recomputes nothing. The sizes (seeds, trials,
+strengths) come from the profile's ``protocol`` entry (:data:`dlfd_lib.pipeline.PROFILES`), so
+the same command runs ``smoke`` in seconds, ``quick`` on a CPU and ``paper`` on a GPU.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .benchmark import reference_models
+from .fronts import describe_fronts, mark_fronts
+from .metrics import evaluate
+from .stats import add_reference_gaps, mia_sampling_sd, paired_table
+from .tuning import JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
+from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
+from .utils import save_json, to_jsonable
+
+__all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values", "SUMMARY_METRICS"]
+
+#: what the protocol's summary table shows, in order
+SUMMARY_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs",
+                   "abs_mia_gap", "avg_gap", "nomus", "seconds")
+
+
+@dataclass
+class ProtocolConfig:
+    """The protocol's sizes (defaults: the profile's ``protocol`` entry).
+
+    ``tuning_seeds`` and ``eval_seeds`` must not overlap. ``n_trials``: Optuna trials per method
+    (the same for all). ``n_strengths``: points per method on its front (evenly spaced over its
+    declared strength values, plus its tuned setting). ``mia_boot``: bootstrap resamples for the
+    attack's sampling sd. ``n_mia``: attack seeds averaged in the tuning objective.
+    ``n_boot``: bootstrap resamples of the paired intervals. ``methods``: default all registered.
+    ``baseline``: the method the others are paired against. ``attacks``: also run the four-attack
+    suite in the evaluation (same logits, cheap). ``front_methods``: the methods whose strength
+    is swept (default: all of ``methods``). ``tuned_from``: with ``n_trials = 0``, a folder of
+    chosen settings (``<method>.json``, written by an earlier tuning) to use instead of the
+    declared defaults. ``fixed``: ``{method: {hyperparameter: value}}`` applied on top of every
+    setting of that method, in tuning and evaluation alike (e.g. a batch cap for a tiny run).
+    ``n_front_seeds``: sweep the strengths on the first this many evaluation seeds only (None:
+    all); the tuned setting is evaluated on every evaluation seed regardless.
+    """
+
+    tuning_seeds: list[int] = field(default_factory=lambda: [100, 101])
+    eval_seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    n_trials: int = 8
+    n_strengths: int = 3
+    mia_boot: int = 30
+    n_mia: int = 3
+    n_boot: int = 10000
+    methods: list[str] | None = None
+    baseline: str = "dlfd"
+    attacks: bool = False
+    front_methods: list[str] | None = None
+    tuned_from: str | None = None
+    fixed: dict[str, dict] = field(default_factory=dict)
+    n_front_seeds: int | None = None
+
+    def __post_init__(self):
+        overlap = sorted(set(self.tuning_seeds) & set(self.eval_seeds))
+        if overlap:
+            raise ValueError(f"ProtocolConfig: seeds {overlap} are both tuning and evaluation seeds; "
+                             f"tuning must never see an evaluation seed (change tuning_seeds)")
+        if not self.eval_seeds:
+            raise ValueError("ProtocolConfig.eval_seeds is empty: give at least one evaluation seed "
+                             "(5 or more for a verdict)")
+        if self.n_trials > 0 and not self.tuning_seeds:
+            raise ValueError("ProtocolConfig: n_trials > 0 needs tuning_seeds")
+        for name in ("n_trials", "n_strengths"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ProtocolConfig.{name}={getattr(self, name)}: give 0 or more")
+        if self.methods is not None:
+            bad = sorted(set(self.methods) - set(available_methods()))
+            if bad:
+                raise KeyError(f"ProtocolConfig.methods: unknown method(s) {bad}; registered: "
+                               f"{available_methods()}")
+
+    @classmethod
+    def from_profile(cls, profile: dict, **overrides) -> "ProtocolConfig":
+        """The profile's ``protocol`` entry, updated by ``overrides`` (None values are ignored)."""
+        known = {f.name for f in fields(cls)}
+        base = dict(profile.get("protocol", {}))
+        bad = sorted(set(base) - known) + sorted(set(overrides) - known)
+        if bad:
+            raise KeyError(f"unknown protocol setting(s) {bad}; valid: {sorted(known)}")
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def strength_values(method: str, n: int) -> list:
+    """``n`` of ``method``'s declared strength values, evenly spaced from weak to strong (all of
+    them if it declares fewer; [] for ``n = 0`` or a method without a strength knob)."""
+    knob = method_strength(method)
+    if knob is None or n <= 0:
+        return []
+    values = list(knob[1])
+    if n >= len(values):
+        return values
+    if n == 1:
+        return [values[len(values) // 2]]
+    idx = np.unique(np.round(np.linspace(0, len(values) - 1, n)).astype(int))
+    return [values[i] for i in idx]
+
+
+def protocol_plan(config: ProtocolConfig) -> pd.DataFrame:
+    """How many runs the protocol makes (before any reuse): per method, the unlearning runs of
+    tuning (trials × tuning seeds) and of evaluation (tuned setting on every evaluation seed plus
+    the strength sweep on the front seeds); and the reference models to train (row
+    ``references``). Multiply by measured per-run seconds for a cost estimate."""
+    methods = config.methods if config.methods is not None else available_methods()
+    n_front = len(config.eval_seeds) if config.n_front_seeds is None else min(config.n_front_seeds, len(config.eval_seeds))
+    rows = []
+    for m in methods:
+        swept = config.front_methods is None or m in config.front_methods
+        n_str = len(strength_values(m, config.n_strengths)) if swept else 0
+        rows.append({"method": m, "tuning_runs": config.n_trials * len(config.tuning_seeds),
+                     "evaluation_runs": len(config.eval_seeds) + n_str * n_front})
+    seeds = len(set(config.eval_seeds) | (set(config.tuning_seeds) if config.n_trials > 0 else set()))
+    rows.append({"method": "references", "tuning_runs": 0, "evaluation_runs": 2 * seeds})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool) -> dict:
+    res = evaluate(model, splits, device=device, seed=seed, return_losses=True, attacks=attacks)
+    losses = res.pop("losses")
+    res["mia_sampling_sd"] = (mia_sampling_sd(losses["forget"], losses["test"], n_boot=mia_boot, seed=seed)
+                              if mia_boot >= 2 else float("nan"))
+    return res
+
+
+def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig | None = None,
+                 dataset: str = "synthetic", task: str = "age", data_root=None,
+                 data_options: dict | None = None, device="auto",
+                 ckpt_dir: str | Path = "checkpoints", progress: bool = True,
+                 log=print, profile: dict | None = None) -> dict[str, Any]:
+    """Run (or continue) the whole protocol (module docstring) and write its results.
+
+    Returns ``dict(config, tuned, rows, summary, paired, points, fronts_text, paths)``:
+    ``rows`` one row per evaluation seed and model (references and methods at their tuned
+    settings), ``summary`` mean / sd over seeds, ``paired`` :func:`dlfd_lib.stats.paired_table`
+    against ``config.baseline``, ``points`` the front points (mean over evaluation seeds per
+    method and strength, with ``on_front``), ``fronts_text`` :func:`dlfd_lib.fronts.describe_fronts`.
+    Files in ``out_dir``: ``tuning/<method>.json`` (+ journals), ``rows.csv``, ``front_points.csv``,
+    ``paired.csv``, ``summary.csv`` and ``protocol.json`` (all of it). ``profile`` (a settings
+    dict like :func:`dlfd_lib.pipeline.get_profile`'s) replaces the named profile's data and
+    training sizes; ``profile_name`` still picks the methods' defaults.
+    """
+    from .pipeline import get_profile
+
+    profile = get_profile(profile_name) if profile is None else profile
+    cfg = config if config is not None else ProtocolConfig.from_profile(profile)
+    methods = list(cfg.methods) if cfg.methods is not None else available_methods()
+    out = Path(out_dir)
+    store = JsonStore(out / "store")
+    log = log or (lambda *a, **k: None)
+    t_start = time.perf_counter()
+    where = dict(dataset=dataset, task=task, data_root=data_root, device=device, ckpt_dir=ckpt_dir,
+                 progress=progress, data_options=data_options)
+
+    def refs(seed):
+        splits, models, metas = reference_models(profile, seed, **where)
+        return splits, models, {r: Path(m["path"]).name for r, m in metas.items()}, metas
+
+    # ---- 1. tune ------------------------------------------------------------------------------
+    tuned: dict[str, dict] = {}
+    tuning_refs = {}
+    if cfg.n_trials > 0:
+        for seed in cfg.tuning_seeds:
+            splits, models, names, _ = refs(seed)
+            key = {"stage": "reference_mia_val", "seed": seed, "retrained": names["retrained"],
+                   "n_mia": cfg.n_mia}
+            target = store.get(key)
+            if target is None:
+                target = store.put(key, reference_mia_val(models["retrained"], splits, device, seed, cfg.n_mia))
+            tuning_refs[seed] = (splits, models, names, target)
+    if cfg.n_trials == 0 and cfg.tuned_from:
+        from .tuning import load_tuned
+        tuned = {m: {} for m in methods}
+        tuned.update(load_tuned(cfg.tuned_from, methods))
+        log(f"settings from {cfg.tuned_from}: tuned for {sorted(m for m in tuned if tuned[m])}, "
+            f"declared defaults for the rest")
+    for method in methods if not (cfg.n_trials == 0 and cfg.tuned_from) else []:
+        space = method_search_space(method)
+
+        def evaluate_setting(hp, method=method):
+            hp = {**hp, **cfg.fixed.get(method, {})}
+            scores = []
+            for seed, (splits, models, names, target) in tuning_refs.items():
+                resolved = {**method_defaults(method, profile_name), **hp}
+                key = {"stage": "tune", "method": method, "seed": seed, "hparams": resolved,
+                       "original": names["original"], "n_mia": cfg.n_mia}
+                val = store.get(key, prefix=f"tune-{method}-")
+                if val is None:
+                    res = unlearn(method, models["original"], splits, profile=profile_name, device=device,
+                                  seed=seed, progress=False, **hp)
+                    val = validation_objective(res.model, splits, target, device, seed, cfg.n_mia)
+                    val["seconds"] = res.info["seconds"]
+                    store.put(key, val, prefix=f"tune-{method}-")
+                scores.append(val["score"])
+            return float(np.mean(scores))
+
+        t0 = time.perf_counter()
+        result = tune_method(method, evaluate_setting, space, cfg.n_trials if space else 0,
+                             out / "tuning", seed=cfg.tuning_seeds[0] if cfg.tuning_seeds else 0,
+                             meta={"profile": profile_name, "tuning_seeds": cfg.tuning_seeds})
+        tuned[method] = result["params"]
+        log(f"tuned {method}: {result['n_trials']} trials, best validation score "
+            f"{result['value'] if result['value'] is None else round(result['value'], 4)} "
+            f"({time.perf_counter() - t0:.0f} s)")
+
+    # ---- 2 + 3. evaluation seeds: tuned settings and the strength sweeps ---------------------------
+    rows, sweep_rows = [], []
+    for seed in cfg.eval_seeds:
+        splits, models, names, metas = refs(seed)
+        for role in ("original", "retrained"):
+            key = {"stage": "eval", "model": role, "seed": seed, "checkpoint": names[role],
+                   "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
+            row = store.get(key, prefix=f"eval-{role}-")
+            if row is None:
+                row = store.put(key, {**_evaluate_row(models[role], splits, seed, device, cfg.mia_boot, cfg.attacks),
+                                      "seconds": metas[role].get("train_seconds", float("nan"))},
+                                prefix=f"eval-{role}-")
+            rows.append({"seed": seed, "model": role, **row})
+        for method in methods:
+            settings = [("tuned", None, tuned[method])]
+            knob = method_strength(method)
+            swept = ((cfg.front_methods is None or method in cfg.front_methods) and
+                     (cfg.n_front_seeds is None or cfg.eval_seeds.index(seed) < cfg.n_front_seeds))
+            for v in strength_values(method, cfg.n_strengths if swept else 0):
+                settings.append(("sweep", v, {**tuned[method], knob[0]: v}))
+            for kind, value, hp in settings:
+                hp = {**hp, **cfg.fixed.get(method, {})}
+                resolved = {**method_defaults(method, profile_name), **hp}
+                key = {"stage": "eval", "method": method, "seed": seed, "hparams": resolved,
+                       "original": names["original"], "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
+                row = store.get(key, prefix=f"eval-{method}-")
+                if row is None:
+                    res = unlearn(method, models["original"], splits, profile=profile_name, device=device,
+                                  seed=seed, progress=False, **hp)
+                    row = _evaluate_row(res.model, splits, seed, device, cfg.mia_boot, cfg.attacks)
+                    row["seconds"] = res.info["seconds"]
+                    store.put(key, row, prefix=f"eval-{method}-")
+                entry = {"seed": seed, "model": method, **row}
+                if kind == "tuned":
+                    rows.append(entry)
+                knob_name = knob[0] if knob else None
+                sweep_rows.append({**entry, "setting": kind, "knob": knob_name,
+                                   "strength": resolved.get(knob_name) if knob_name else None})
+        log(f"evaluation seed {seed} done ({time.perf_counter() - t_start:.0f} s so far)")
+
+    # ---- 4. statistics --------------------------------------------------------------------------
+    rows_df = add_reference_gaps(pd.DataFrame(rows))
+    ref_rows = rows_df[rows_df["model"].isin(["original", "retrained"])]
+    sweep_df = add_reference_gaps(pd.concat([ref_rows, pd.DataFrame(sweep_rows)], ignore_index=True))
+    sweep_df = sweep_df[~sweep_df["model"].isin(["original", "retrained"])]
+    points = (sweep_df.groupby(["model", "setting", "strength"], dropna=False, sort=False)
+              [["test_acc", "abs_mia_gap", "avg_gap", "nomus", "mia"]].mean().reset_index())
+    points["n_seeds"] = sweep_df.groupby(["model", "setting", "strength"], dropna=False, sort=False)["seed"].nunique().to_numpy()
+    points = mark_fronts(points)
+    cols = [c for c in SUMMARY_METRICS if c in rows_df]
+    grouped = rows_df.groupby("model", sort=False)[cols]
+    summary = pd.concat([grouped.mean(), grouped.std(ddof=1).add_suffix("_sd")], axis=1)
+    summary["n_seeds"] = rows_df.groupby("model", sort=False)["seed"].nunique()
+    paired = (paired_table(rows_df[~rows_df["model"].isin(["original"])], baseline=cfg.baseline,
+                           n_boot=cfg.n_boot, seed=0)
+              if cfg.baseline in methods else pd.DataFrame())
+    noise = float(rows_df[rows_df["model"].isin(methods)].groupby("model")["test_acc"].std(ddof=1).median()) \
+        if len(cfg.eval_seeds) > 1 else None
+    fronts_text = describe_fronts(points, noise=noise)
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"rows": out / "rows.csv", "points": out / "front_points.csv", "paired": out / "paired.csv",
+             "summary": out / "summary.csv", "json": out / "protocol.json"}
+    rows_df.to_csv(paths["rows"], index=False)
+    points.to_csv(paths["points"], index=False)
+    paired.to_csv(paths["paired"], index=False)
+    summary.to_csv(paths["summary"])
+    save_json({"profile": profile_name, "dataset": dataset, "task": task, "config": asdict(cfg),
+               "objective": OBJECTIVE, "tuned": tuned, "rows": rows_df.to_dict("records"),
+               "summary": summary.reset_index().to_dict("records"), "paired": paired.to_dict("records"),
+               "points": points.to_dict("records"), "fronts_text": fronts_text,
+               "seconds": time.perf_counter() - t_start}, paths["json"])
+    return {"config": cfg, "tuned": tuned, "rows": rows_df, "summary": summary, "paired": paired,
+            "points": points, "fronts_text": fronts_text, "paths": paths,
+            "seconds": time.perf_counter() - t_start}

@@ -1,0 +1,274 @@
+"""Issue 15: split discipline, the tuner, paired statistics, fronts and the resumable protocol."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dlfd_lib.data.splits import SplitDataset
+from dlfd_lib.data.view import (MethodSplits, TestSplitAccessError, method_view, tuning_validation,
+                                validation_halves)
+from dlfd_lib.fronts import describe_fronts, front_leaders, mark_fronts, pareto_front
+from dlfd_lib.metrics import mia, predict
+from dlfd_lib.model import build_model
+from dlfd_lib.stats import (add_reference_gaps, avg_gap, mia_sampling_sd, paired_bootstrap,
+                            paired_table, verdict)
+from dlfd_lib.unlearn import (available_methods, method_search_space, method_strength, register,
+                              unlearn)
+from dlfd_lib.unlearn import registry as registry_mod
+from dlfd_lib.unlearn.dlfd import DLFDMonitor
+
+from helpers import tiny_splits
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return tiny_splits()  # 36 retain, 12 forget / val / test, 4 images per identity
+
+
+@pytest.fixture(scope="module")
+def model(splits):
+    torch.manual_seed(0)
+    return build_model(splits.num_classes).eval()
+
+
+class _Tripwire:
+    """An image source that records every read (the test split of a poisoned dataset)."""
+
+    def __init__(self, n, size):
+        self.n, self.size, self.reads = n, size, 0
+
+    def __len__(self):
+        return self.n
+
+    def get(self, i):
+        self.reads += 1
+        return torch.zeros(3, self.size, self.size, dtype=torch.uint8)
+
+    def subset(self, idx):
+        self.reads += 1
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# split discipline
+def test_view_refuses_every_way_to_the_test_split(splits):
+    view = method_view(splits)
+    for reach in (lambda v: v.test, lambda v: v.split("test"), lambda v: v.dataset("test"),
+                  lambda v: v.loader("test"), lambda v: v.labels("test"), lambda v: v.identities("test")):
+        with pytest.raises(TestSplitAccessError, match="final evaluation"):
+            reach(view)
+    assert "test" not in view.sizes() and "test" not in view.summary().index
+    with pytest.raises(AttributeError):
+        view.full
+    with pytest.raises(AttributeError, match="read-only"):
+        view.test = None
+    # what a method needs is there, with the monitor half of the validation people as val
+    assert len(view.retain) == len(splits.retain) and view.num_classes == splits.num_classes
+    assert view.val is not splits.val and 0 < len(view.val) < len(splits.val)
+    assert isinstance(method_view(view), MethodSplits)
+
+
+def test_validation_halves_are_disjoint_whole_people_and_cover_val(splits):
+    halves = validation_halves(splits)
+    mon, tune = halves["monitor"], halves["tune"]
+    assert len(np.intersect1d(mon, tune)) == 0 and sorted(np.r_[mon, tune]) == list(range(len(splits.val)))
+    ids = splits.val.identities
+    assert not set(ids[mon]) & set(ids[tune]), "a person is in both halves"
+    assert len(tuning_validation(splits)) == len(tune)
+    assert set(method_view(splits).val.identities) == set(ids[mon])
+
+
+def test_the_registry_hands_methods_a_view_without_test(splits, model):
+    seen = {}
+
+    @register("_peek_at_test")
+    def peek(model, splits, *, device, seed, progress, look=True):
+        seen["type"] = type(splits)
+        if look:
+            splits.test
+        return [], {}
+
+    try:
+        with pytest.raises(TestSplitAccessError, match="must not read it"):
+            unlearn("_peek_at_test", model, splits, device="cpu", progress=False)
+        assert seen["type"] is MethodSplits
+    finally:
+        registry_mod._METHODS.pop("_peek_at_test", None)
+
+
+def test_no_registered_method_reads_the_test_split(splits, model):
+    """Every registered method runs (smoke settings) on data whose test split records reads; any
+    read – through the view (TestSplitAccessError) or around it (the tripwire) – fails."""
+    trip = _Tripwire(len(splits.test), splits.image_size)
+    poisoned = type(splits)(splits.name, splits.task, splits.class_names, splits.retain, splits.forget,
+                            splits.val, SplitDataset(trip, splits.test.labels, splits.test.transform,
+                                                     splits.test.identities), splits.image_size)
+    from dlfd_lib.unlearn import get_method
+    for name in available_methods():
+        if name.startswith("_"):
+            continue
+        hp = get_method(name).hparams  # the shortest run each method allows
+        caps = {k: v for k, v in {"max_batches": 2, "max_steps": 2, "epochs": 1}.items() if k in hp}
+        unlearn(name, model, poisoned, profile="smoke", device="cpu", seed=0, progress=False, **caps)
+    assert trip.reads == 0
+
+
+def test_dlfd_monitor_reads_forget_vs_validation_balanced_and_seeded(splits, model):
+    view = method_view(splits)
+    mon = DLFDMonitor(view, size=8, val_size=None, batch_size=64, seed=3, device=torch.device("cpu"), amp=False)
+    got = mon(model)
+    f = predict(model, torch.utils.data.DataLoader(view.forget, batch_size=64), "cpu", amp=False)["losses"]
+    v = predict(model, torch.utils.data.DataLoader(view.val, batch_size=64), "cpu", amp=False)
+    want = mia(f[mon.forget_idx], v["losses"][mon.mia_val_idx], seed=3, balance=True)
+    assert got["mia"] == pytest.approx(want["mia"], abs=1e-9)
+    assert len(mon.forget_idx) == 8 and len(mon.mia_val_idx) == min(8, len(view.val))
+    assert mon.mia_val_idx.max() < len(view.val)  # indices into the monitor half, not the test split
+    # the released monitor: all forget vs all (method-visible) validation, unbalanced, random_state 0
+    rel = DLFDMonitor(view, size=8, val_size=None, batch_size=64, seed=3, device=torch.device("cpu"),
+                      unbalanced=True, amp=False)
+    want = mia(f, v["losses"], seed=0, balance=False)
+    assert rel(model)["mia"] == pytest.approx(want["mia"], abs=1e-9)
+    assert rel(model) == rel(model), "the released monitor is deterministic"
+
+
+# ---------------------------------------------------------------------------------------------
+# search spaces
+def test_every_method_declares_a_search_space_and_a_strength():
+    for name in available_methods():
+        space, knob = method_search_space(name), method_strength(name)
+        assert space, f"{name} declares no search space"
+        assert knob is not None and len(knob[1]) >= 2
+    assert method_search_space("dlfd")["threshold_mode"] == "relative"
+    with pytest.raises(ValueError, match="low < high"):
+        register("_bad_space", search_space={"a": ("float", 1.0, 0.5)})(
+            lambda model, splits, *, device, seed, progress, a=1.0: None)
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        register("_bad_space", search_space={"b": ("int", 1, 3)})(
+            lambda model, splits, *, device, seed, progress, a=1.0: None)
+    assert "_bad_space" not in available_methods()
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+def test_avg_gap_and_reference_gaps():
+    rows = pd.DataFrame([
+        {"seed": 0, "model": "retrained", "retain_acc": .9, "forget_acc": .6, "test_acc": .6, "mia": .55},
+        {"seed": 0, "model": "m", "retain_acc": .8, "forget_acc": .7, "test_acc": .5, "mia": .50},
+        {"seed": 1, "model": "retrained", "retain_acc": .9, "forget_acc": .6, "test_acc": .6, "mia": .60},
+        {"seed": 1, "model": "m", "retain_acc": .9, "forget_acc": .6, "test_acc": .6, "mia": .50}])
+    out = add_reference_gaps(rows)
+    m = out[out.model == "m"].set_index("seed")
+    assert m.loc[0, "avg_gap"] == pytest.approx((.1 + .1 + .1 + .05) / 4)
+    assert m.loc[1, "avg_gap"] == pytest.approx(.1 / 4) and m.loc[1, "abs_mia_gap"] == pytest.approx(.1)
+    assert (out[out.model == "retrained"]["avg_gap"] == 0).all()
+    with pytest.raises(ValueError, match="seed"):
+        add_reference_gaps(rows[rows.model == "m"].assign(model="x").pipe(
+            lambda r: pd.concat([r, rows.iloc[[0]]])))
+    with pytest.raises(KeyError, match="missing"):
+        avg_gap({"test_acc": 1}, {"test_acc": 1})
+
+
+def test_paired_bootstrap_and_verdicts():
+    clear = paired_bootstrap([0.05, 0.06, 0.04, 0.05, 0.07], seed=1)
+    assert 0.04 <= clear["lo"] < clear["mean"] < clear["hi"] <= 0.07
+    assert verdict(clear["lo"], clear["hi"], higher_is_better=True) == "better"
+    assert verdict(clear["lo"], clear["hi"], higher_is_better=False) == "worse"
+    mixed = paired_bootstrap([0.05, -0.06, 0.04, -0.05, 0.01], seed=1)
+    assert mixed["lo"] < 0 < mixed["hi"] and verdict(mixed["lo"], mixed["hi"], True) == "cannot tell"
+    one = paired_bootstrap([0.3])
+    assert verdict(one["lo"], one["hi"], True) == "cannot tell"
+    assert paired_bootstrap([0.1, 0.2, 0.3], seed=4) == paired_bootstrap([0.1, 0.2, 0.3], seed=4)
+
+
+def test_paired_table_pairs_by_seed():
+    # the seed effect (+0.2 per seed) dominates the spread; the pairs differ by exactly +0.01
+    rows = pd.DataFrame([{"seed": s, "model": m, "test_acc": 0.2 * s + (0.01 if m == "a" else 0.0)}
+                         for s in range(5) for m in ("dlfd", "a")])
+    t = paired_table(rows, metrics=("test_acc",), n_boot=2000).set_index("model")
+    assert t.loc["a", "diff"] == pytest.approx(0.01) and t.loc["a", "verdict"] == "better"
+    assert t.loc["a", "n_seeds"] == 5
+    with pytest.raises(KeyError, match="baseline"):
+        paired_table(rows, baseline="nope")
+
+
+def test_mia_sampling_sd_shrinks_with_more_samples():
+    rng = np.random.default_rng(0)
+    small = mia_sampling_sd(rng.normal(0.0, 1, 60), rng.normal(0.3, 1, 60), n_boot=20, seed=0)
+    large = mia_sampling_sd(rng.normal(0.0, 1, 960), rng.normal(0.3, 1, 960), n_boot=20, seed=0)
+    assert 0.02 < small and large < small / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# fronts
+def test_pareto_fronts_and_leaders():
+    pts = pd.DataFrame([
+        {"model": "a", "abs_mia_gap": 0.01, "test_acc": 0.50}, {"model": "a", "abs_mia_gap": 0.05, "test_acc": 0.60},
+        {"model": "a", "abs_mia_gap": 0.06, "test_acc": 0.55},  # dominated by a's second point
+        {"model": "b", "abs_mia_gap": 0.02, "test_acc": 0.58}, {"model": "b", "abs_mia_gap": 0.10, "test_acc": 0.70}])
+    front = pareto_front(pts[pts.model == "a"])
+    assert list(front["test_acc"]) == [0.50, 0.60]
+    marked = mark_fronts(pts)
+    assert list(marked["on_front"]) == [True, True, False, True, True]
+    lead = front_leaders(pts).set_index("budget")
+    assert lead.loc[0.01, "leader"] == "a" and lead.loc[0.02, "leader"] == "b"
+    assert lead.loc[0.05, "leader"] == "a" and lead.loc[0.1, "leader"] == "b"
+    text = describe_fronts(pts)
+    assert len(text) == 4 and text[0].startswith("|MIA gap| ≤ 0.010: a's front")
+    assert "b's front" in text[1] and "ahead of a by at least 0.080" in text[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the protocol end to end (smoke profile, tiny data) and its resumption
+def _tiny_profile():
+    from dlfd_lib.pipeline import get_profile
+    prof = get_profile("smoke")
+    prof["data"].update({"n_train_ids": 12, "imgs_per_id": 4, "n_val_ids": 4, "n_test_ids": 4, "image_size": 32})
+    prof["train"].update({"epochs": 1})
+    return prof
+
+
+def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypatch):
+    from dlfd_lib import protocol as proto
+    from dlfd_lib.protocol import ProtocolConfig, run_protocol
+
+    monkeypatch.setenv("DLFD_CACHE", str(tmp_path / "cache"))
+    cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=1, mia_boot=2,
+                         n_mia=1, n_boot=500, methods=["dlfd", "neggrad"],
+                         fixed={"dlfd": {"max_batches": 2}, "neggrad": {"max_steps": 2}})
+    kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None,
+              profile=_tiny_profile())
+    r = run_protocol("smoke", tmp_path / "out", **kw)
+    rows = r["rows"]
+    assert set(rows["model"]) == {"original", "retrained", "dlfd", "neggrad"}
+    assert sorted(set(rows["seed"])) == [0, 1] and 7 not in set(rows["seed"])  # tuning seed never evaluated
+    assert {"avg_gap", "abs_mia_gap", "mia_sampling_sd", "nomus"} <= set(rows.columns)
+    tuned = json.loads((tmp_path / "out" / "tuning" / "dlfd.json").read_text())
+    assert tuned["n_trials"] == 2 and tuned["params"]["threshold_mode"] == "relative"
+    assert (tmp_path / "out" / "tuning" / "dlfd.journal").exists()
+    assert set(r["paired"]["model"]) == {"retrained", "neggrad"}
+    assert set(r["paired"]["verdict"]) <= {"better", "worse", "cannot tell"}
+    pts = r["points"]
+    assert set(pts["model"]) == {"dlfd", "neggrad"} and pts["on_front"].any()
+    assert (pts.groupby("model").size() >= 2).all() and r["fronts_text"]
+    n_files = len(list((tmp_path / "out" / "store").glob("*.json")))
+
+    # a second invocation: no unlearning, no training, no trial is run again
+    calls = []
+    monkeypatch.setattr(proto, "unlearn", lambda *a, **k: calls.append(a) or pytest.fail("recomputed"))
+    import dlfd_lib.train as train_mod
+    monkeypatch.setattr(train_mod, "train_model", lambda *a, **k: pytest.fail("retrained a reference"))
+    again = run_protocol("smoke", tmp_path / "out", **kw)
+    assert not calls and len(list((tmp_path / "out" / "store").glob("*.json"))) == n_files
+    pd.testing.assert_frame_equal(again["rows"], rows)
+    assert again["tuned"] == r["tuned"]
+
+
+def test_protocol_config_rejects_overlapping_seeds():
+    from dlfd_lib.protocol import ProtocolConfig, strength_values
+    with pytest.raises(ValueError, match="both tuning and evaluation"):
+        ProtocolConfig(tuning_seeds=[0], eval_seeds=[0, 1])
+    with pytest.raises(KeyError, match="unknown protocol setting"):
+        ProtocolConfig.from_profile({"protocol": {"n_trails": 3}})
+    assert strength_values("dlfd", 3) == [0.9, 0.5, 0.2] and strength_values("dlfd", 0) == []
