@@ -19,8 +19,10 @@ suppress_warnings = ["myst.header"]  # notebooks start sections at level 2 after
 html_theme = "sphinx_book_theme"
 html_title = "The DLFD study kit"
 html_static_path = ["_static"]
+html_favicon = "favicon.svg"
 html_theme_options = {"show_toc_level": 2, "home_page_in_toc": True, "use_download_button": True}
 html_last_updated_fmt = None
+html_context = {"default_mode": "light"}
 
 # MathJax offline when build_book.py found it on npm (a published site may use the CDN instead)
 if os.environ.get("DLFD_BOOK_MATHJAX") == "local":

@@ -63,10 +63,12 @@ def pages(html: Path) -> list[str]:
 def check_page(page, url: str, rel: str, out: Path) -> dict:
     problems, outside = [], []
     page.on("pageerror", lambda e: problems.append(f"JavaScript error: {e}"))
-    page.on("console", lambda m: problems.append(f"console error: {m.text}") if m.type == "error" else None)
+    page.on("console", lambda m: problems.append(f"console error: {m.text} ({m.location.get('url')})")
+            if m.type == "error" else None)
     page.on("request", lambda r: outside.append(r.url)
             if urlparse(r.url).hostname not in ("127.0.0.1", "localhost", None) and not r.url.startswith("data:")
             else None)
+    page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
     resp = page.goto(f"{url}/{rel}", wait_until="load")
     if resp is None or resp.status != 200:
         raise BookCheckFailed(f"{rel}: HTTP {None if resp is None else resp.status}")

@@ -144,7 +144,7 @@ def build(runs: Path, out: Path, work: Path, profile: str | None = None, mathjax
     if work.exists():
         shutil.rmtree(work)
     (work / "notebooks").mkdir(parents=True)
-    for page in ("conf.py", "index.md", "teachers_guide.md"):
+    for page in ("conf.py", "index.md", "teachers_guide.md", "favicon.svg"):
         shutil.copy2(BOOK / page, work / page)
     for name, nb in nbs.items():
         (work / "notebooks" / name).write_text(json.dumps(prepare_notebook(nb), indent=1))
