@@ -406,12 +406,12 @@ def plot_dlfd_step(trace, mean: Sequence[float], std: Sequence[float], class_nam
     n_show = max(1, min(n_show, len(trace.x)))
     names = list(class_names) if class_names is not None else None
 
-    def lab(k):
-        return names[int(k)] if names is not None else str(int(k))
+    def lab(k):  # the class's short name ("g" of "g (56-66)")
+        return names[int(k)].split(" ")[0] if names is not None else str(int(k))
 
     fig = plt.figure(figsize=(17, 5.6))
     left, right = fig.subfigures(1, 2, width_ratios=[1.05, 1.95], wspace=0.02)
-    img_axes = left.subplots(3, n_show, squeeze=False)
+    img_axes = left.subplots(3, n_show, squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.45})
     clean, star = to_pixels(trace.x[:n_show], mean, std), to_pixels(trace.x_star[:n_show], mean, std)
     delta = trace.delta[:n_show].numpy() * np.asarray(std, dtype=float).reshape(1, -1, 1, 1)  # pixel units
     peak = float(np.abs(delta).max())
@@ -420,7 +420,7 @@ def plot_dlfd_step(trace, mean: Sequence[float], std: Sequence[float], class_nam
     for i in range(n_show):
         y = trace.y[i]
         img_axes[0, i].imshow(clean[i])
-        img_axes[0, i].set_title(f"y={lab(y)}  ŷ={lab(trace.pred_clean[i])}", fontsize=8,
+        img_axes[0, i].set_title(f"y={lab(y)} ŷ={lab(trace.pred_clean[i])}", fontsize=8,
                                  color="k" if trace.pred_clean[i] == y else "tab:red")
         img_axes[1, i].imshow(delta_img[i])
         img_axes[2, i].imshow(star[i])
@@ -430,16 +430,16 @@ def plot_dlfd_step(trace, mean: Sequence[float], std: Sequence[float], class_nam
             img_axes[r, i].set_xticks([]), img_axes[r, i].set_yticks([])
     for r, text in enumerate(("retain x", f"δ × {mag:.1f}", "x* = x + δ")):
         img_axes[r, 0].set_ylabel(text, fontsize=9)
-    left.suptitle(f"max |δ| = {peak:.3f}, mean |δ| = {float(np.abs(delta).mean()):.3f} (pixels in [0, 1])",
-                  fontsize=9)
+    left.suptitle(f"y: label, ŷ / ŷ*: prediction (red: wrong)\nmax |δ| = {peak:.3f}, mean |δ| = "
+                  f"{float(np.abs(delta).mean()):.3f} (pixels in [0, 1])", fontsize=9)
 
-    ax_d, ax_c, ax_f = right.subplots(1, 3)
+    ax_d, ax_c, ax_f = right.subplots(1, 3, gridspec_kw={"wspace": 0.75})
     steps = np.arange(len(trace.distance))
     dist_name = "OT distance ⟨T, C⟩" if trace.params.get("distance", "ot") == "ot" else "mean-feature distance"
     ax_d.plot(steps, trace.distance, marker="o", ms=3, color="tab:green")
     ax_d.set(title=f"{dist_name}\nto the forget batch", xlabel="δ-step k", ylabel="distance")
     ax_c.plot(steps, trace.ce, marker="o", ms=3, color="tab:red", label="cross-entropy")
-    ax_c.set(title="classification of the perturbed batch", xlabel="δ-step k", ylabel="cross-entropy")
+    ax_c.set(title="cross-entropy and accuracy\nof the perturbed batch", xlabel="δ-step k", ylabel="cross-entropy")
     ax_a = ax_c.twinx()
     ax_a.plot(steps, trace.acc, ls="--", color="0.4", label="accuracy")
     ax_a.set(ylabel="batch accuracy", ylim=(-0.02, 1.02))
@@ -451,11 +451,13 @@ def plot_dlfd_step(trace, mean: Sequence[float], std: Sequence[float], class_nam
     ax_f.scatter(*plane["perturbed"].T, s=30, color="tab:purple", marker="s", alpha=0.8, label="retain, perturbed")
     for a, b in zip(plane["clean"], plane["perturbed"]):
         ax_f.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.45", lw=0.7))
-    ax_f.set(title="features (unit length, 2 principal axes)", xlabel="PC 1", ylabel="PC 2")
+    ax_f.set(title="features, unit length\n(2 principal axes)", xlabel="PC 1", ylabel="PC 2")
     ax_f.legend(fontsize=8, loc="best")
     for ax in (ax_d, ax_c, ax_f):
         ax.grid(alpha=0.3)
+    for ax in (ax_d, ax_c):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     p = trace.params
     right.suptitle(title or f"one DLFD perturbation: K={p['K']}, α={p['alpha']}, w_f={p['w_f']}, "
-                   f"w_t={p['w_t']} ({p['feature_layer']})", fontsize=10)
+                   f"w_t={p['w_t']} ({p['feature_layer']})", fontsize=10, y=1.04)
     return fig
