@@ -2,6 +2,7 @@
 #   make demo    runs every notebook with the quick (CPU) profile into runs/quick/
 #   make test    runs the test suite (papermill smoke runs of every notebook included)
 #   make lock    regenerates requirements/constraints.txt (the lock) from pyproject.toml
+#   make book    builds the static HTML book from the executed notebooks of the last make demo
 # Variables: PYTHON (interpreter that creates .venv, >= 3.10), TORCH_SPEC (the torch build
 # installed when the venv has none), LOCK (the constraints file installs use; LOCK= for none),
 # PROFILE, DLFD_ARGS, TEST_TIMEOUT, PYTEST_ARGS.
@@ -28,14 +29,15 @@ PIP_LOCK := $(if $(LOCK),-c $(LOCK),)
 # jupyter refuses to start as root unless told to (containers, CI)
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv install lock demo test test-threads lab browser-check clean distclean
+.PHONY: help venv install lock demo test test-threads lab book browser-check clean distclean
 
 help:
 	@echo "make demo       install if needed, then run every notebook (PROFILE=$(PROFILE))"
 	@echo "make test       install if needed, then run the tests (pytest)"
 	@echo "make test-threads  the tests twice, at 1 and at 2 torch threads (no test may depend on it)"
 	@echo "make lab        install if needed, then open JupyterLab on notebooks/"
-	@echo "make browser-check  run notebook 04 in JupyterLab in headless Chromium, save screenshots"
+	@echo "make book       build the HTML book from runs/$(PROFILE)/ (the last make demo) into book/_build/html"
+	@echo "make browser-check  run notebook 04 in JupyterLab and check the book in headless Chromium, save screenshots"
 	@echo "make install    create $(VENV) and install the kit (locked versions), its deps and the '$(KERNEL_NAME)' kernel"
 	@echo "make lock       regenerate $(LOCK) from pyproject.toml (newest versions its ranges allow)"
 	@echo "make clean      remove runs/, results/, written figures and caches (keeps $(VENV), checkpoints)"
@@ -94,8 +96,15 @@ test-threads: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) notebooks/
 
+# The rendered book: installs the `book` extra (Sphinx + MyST-NB), then renders the executed
+# notebooks of runs/$(PROFILE)/ (written by `make demo`; nothing is re-executed) into book/_build/html.
+book: $(STAMP)
+	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev,book]'
+	$(VPY) scripts/build_book.py --profile $(PROFILE)
+
 # Opt-in: installs Debian's chromium (as root, if missing) and the `browser` extra, then runs the
-# tests marked `browser` (scripts/browser_check.py); screenshots go to figures/browser_check/.
+# tests marked `browser` (scripts/browser_check.py: notebook 04 in JupyterLab; scripts/book_check.py:
+# the rendered book, built first if needed); screenshots go to figures/browser_check/ and figures/book_check/.
 browser-check: $(STAMP)
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -105,11 +114,11 @@ browser-check: $(STAMP)
 	    echo "error: /usr/bin/chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2; exit 1; \
 	  fi; \
 	fi
-	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev,browser]'
+	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev,browser,book]'
 	$(VPY) -m pytest -q -m browser --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 clean:
-	rm -rf runs results .pytest_cache
+	rm -rf runs results .pytest_cache book/_build
 	if [ -d figures ]; then find figures -mindepth 1 ! -name README.md -exec rm -rf {} +; fi
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d \
 	  \( -name __pycache__ -o -name .ipynb_checkpoints \) -prune -exec rm -rf {} +

@@ -357,3 +357,143 @@ def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc
     ax.legend(fontsize=8, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# DLFD step by step (notebook 03): entropic OT on toy clouds, one perturbation traced
+# --------------------------------------------------------------------------------------------
+def plot_ot_problem(x: np.ndarray, y: np.ndarray, cost: np.ndarray, plan: np.ndarray,
+                    title: str = "entropic optimal transport between two point clouds") -> plt.Figure:
+    """Three panels: the two clouds with a line for every pair (i, j) whose width is T_ij (the
+    mass moved from x_i to y_j), the cost matrix C and the plan T as heatmaps."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    ax = axes[0]
+    tmax = plan.max()
+    for i in range(len(x)):
+        for j in range(len(y)):
+            if plan[i, j] > 0.02 * tmax:
+                ax.plot([x[i, 0], y[j, 0]], [x[i, 1], y[j, 1]], color="0.3",
+                        lw=4 * plan[i, j] / tmax, alpha=0.6, zorder=1)
+    ax.scatter(*x.T, s=70, color="tab:blue", label="x (μ: retain-like)", zorder=2)
+    ax.scatter(*y.T, s=70, marker="^", color="tab:red", label="y (ν: forget-like)", zorder=2)
+    for i, p in enumerate(x):
+        ax.annotate(str(i), p, textcoords="offset points", xytext=(-10, 4), fontsize=8, color="tab:blue")
+    for j, p in enumerate(y):
+        ax.annotate(str(j), p, textcoords="offset points", xytext=(5, 4), fontsize=8, color="tab:red")
+    ax.set(title="the clouds; line width = mass moved T_ij", xlabel="coordinate 1", ylabel="coordinate 2")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=8, loc="best")
+    sns.heatmap(cost, ax=axes[1], cmap="viridis", cbar_kws={"label": "C_ij"})
+    axes[1].set(title="cost matrix C (squared distance / max)", xlabel="j (y)", ylabel="i (x)")
+    sns.heatmap(plan, ax=axes[2], cmap="magma_r", cbar_kws={"label": "T_ij"})
+    axes[2].set(title=f"transport plan T  (⟨T, C⟩ = {(plan * cost).sum():.4f})", xlabel="j (y)", ylabel="i (x)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_plans_over_eps(cost: np.ndarray, plans: Mapping[float, np.ndarray],
+                        exact: tuple[np.ndarray, float] | None = None) -> plt.Figure:
+    """One heatmap of the entropic plan per ε (largest first), and the exact (ε = 0) plan last:
+    a large ε spreads the mass over every pair, a small one concentrates it on a few."""
+    items = sorted(plans.items(), key=lambda kv: -kv[0])
+    if exact is not None:
+        items.append(("0 (exact, ot.emd)", exact[0]))
+    fig, axes = plt.subplots(1, len(items), figsize=(3.6 * len(items), 3.4))
+    axes = np.atleast_1d(axes)
+    vmax = max(float(p.max()) for _, p in items)
+    for ax, (eps, plan) in zip(axes, items):
+        sns.heatmap(plan, ax=ax, cmap="magma_r", vmin=0, vmax=vmax, cbar=False)
+        ax.set(title=f"ε = {eps}\n⟨T, C⟩ = {(plan * cost).sum():.4f}", xlabel="j", ylabel="i")
+    fig.suptitle("the transport plan for several ε (same colour scale)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sinkhorn_convergence(results: Mapping[float, object], exact_cost: float | None = None) -> plt.Figure:
+    """Per ε (a :class:`dlfd_lib.teach.SinkhornResult` each): the marginal error of the plan after
+    each iteration (log scale) and its transport cost ⟨T, C⟩, with the exact OT cost as a line."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for eps, r in sorted(results.items(), key=lambda kv: -kv[0]):
+        it = np.arange(1, len(r.marginal_error) + 1)
+        axes[0].semilogy(it, np.maximum(r.marginal_error, 1e-17), label=f"ε = {eps}")
+        axes[1].plot(it, r.transport_cost, label=f"ε = {eps}")
+    if exact_cost is not None:
+        axes[1].axhline(exact_cost, color="k", ls="--", lw=1, label="exact OT (ot.emd2)")
+    axes[0].set(title="Sinkhorn: marginal error ‖T1−a‖₁ + ‖Tᵀ1−b‖₁", xlabel="iteration", ylabel="error")
+    axes[1].set(title="transport cost ⟨T, C⟩ of the current plan", xlabel="iteration", ylabel="⟨T, C⟩")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dlfd_step(trace, mean: Sequence[float], std: Sequence[float], class_names: Sequence[str] | None = None,
+                   n_show: int = 6, title: str | None = None) -> plt.Figure:
+    """One DLFD perturbation (a :class:`dlfd_lib.teach.StepTrace`) on one figure. Left: the first
+    ``n_show`` retain images, δ magnified (grey = 0; the factor is in the row label) and the
+    perturbed images, each titled with the label and the model's prediction. Right: the feature
+    distance to the forget batch and the cross-entropy (with the batch accuracy) over the K
+    steps, and the clean and perturbed features beside the forget features in one 2-D plane
+    (:func:`dlfd_lib.teach.feature_plane`), an arrow per image."""
+    from .teach import feature_plane, to_pixels
+
+    n_show = max(1, min(n_show, len(trace.x)))
+    names = list(class_names) if class_names is not None else None
+
+    def lab(k):  # the class's short name ("g" of "g (56-66)")
+        return names[int(k)].split(" ")[0] if names is not None else str(int(k))
+
+    fig = plt.figure(figsize=(17, 5.6))
+    left, right = fig.subfigures(1, 2, width_ratios=[1.05, 1.95], wspace=0.02)
+    img_axes = left.subplots(3, n_show, squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.45})
+    clean, star = to_pixels(trace.x[:n_show], mean, std), to_pixels(trace.x_star[:n_show], mean, std)
+    delta = trace.delta[:n_show].numpy() * np.asarray(std, dtype=float).reshape(1, -1, 1, 1)  # pixel units
+    peak = float(np.abs(delta).max())
+    mag = 0.5 / peak if peak > 0 else 1.0
+    delta_img = np.clip(0.5 + mag * delta, 0, 1).transpose(0, 2, 3, 1)
+    for i in range(n_show):
+        y = trace.y[i]
+        img_axes[0, i].imshow(clean[i])
+        img_axes[0, i].set_title(f"y={lab(y)} ŷ={lab(trace.pred_clean[i])}", fontsize=8,
+                                 color="k" if trace.pred_clean[i] == y else "tab:red")
+        img_axes[1, i].imshow(delta_img[i])
+        img_axes[2, i].imshow(star[i])
+        img_axes[2, i].set_title(f"ŷ*={lab(trace.pred_star[i])}", fontsize=8,
+                                 color="k" if trace.pred_star[i] == y else "tab:red")
+        for r in range(3):
+            img_axes[r, i].set_xticks([]), img_axes[r, i].set_yticks([])
+    for r, text in enumerate(("retain x", f"δ × {mag:.1f}", "x* = x + δ")):
+        img_axes[r, 0].set_ylabel(text, fontsize=9)
+    left.suptitle(f"y: label, ŷ / ŷ*: prediction (red: wrong)\nmax |δ| = {peak:.3f}, mean |δ| = "
+                  f"{float(np.abs(delta).mean()):.3f} (pixels in [0, 1])", fontsize=9)
+
+    ax_d, ax_c, ax_f = right.subplots(1, 3, gridspec_kw={"wspace": 0.75})
+    steps = np.arange(len(trace.distance))
+    dist_name = "OT distance ⟨T, C⟩" if trace.params.get("distance", "ot") == "ot" else "mean-feature distance"
+    ax_d.plot(steps, trace.distance, marker="o", ms=3, color="tab:green")
+    ax_d.set(title=f"{dist_name}\nto the forget batch", xlabel="δ-step k", ylabel="distance")
+    ax_c.plot(steps, trace.ce, marker="o", ms=3, color="tab:red", label="cross-entropy")
+    ax_c.set(title="cross-entropy and accuracy\nof the perturbed batch", xlabel="δ-step k", ylabel="cross-entropy")
+    ax_a = ax_c.twinx()
+    ax_a.plot(steps, trace.acc, ls="--", color="0.4", label="accuracy")
+    ax_a.set(ylabel="batch accuracy", ylim=(-0.02, 1.02))
+    lines = ax_c.get_lines() + ax_a.get_lines()
+    ax_c.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="best")
+    plane = feature_plane(trace)
+    ax_f.scatter(*plane["forget"].T, marker="^", s=45, color="tab:red", alpha=0.7, label="forget batch")
+    ax_f.scatter(*plane["clean"].T, s=30, color="tab:blue", alpha=0.5, label="retain, clean")
+    ax_f.scatter(*plane["perturbed"].T, s=30, color="tab:purple", marker="s", alpha=0.8, label="retain, perturbed")
+    for a, b in zip(plane["clean"], plane["perturbed"]):
+        ax_f.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.45", lw=0.7))
+    ax_f.set(title="features, unit length\n(2 principal axes)", xlabel="PC 1", ylabel="PC 2")
+    ax_f.legend(fontsize=8, loc="best")
+    for ax in (ax_d, ax_c, ax_f):
+        ax.grid(alpha=0.3)
+    for ax in (ax_d, ax_c):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    p = trace.params
+    right.suptitle(title or f"one DLFD perturbation: K={p['K']}, α={p['alpha']}, w_f={p['w_f']}, "
+                   f"w_t={p['w_t']} ({p['feature_layer']})", fontsize=10, y=1.04)
+    return fig

@@ -25,7 +25,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-__all__ = ["feature_explorer", "figure_output"]
+__all__ = ["feature_explorer", "dlfd_step_explorer", "figure_output"]
 
 
 def figure_output(fig) -> dict:
@@ -81,5 +81,68 @@ def feature_explorer(emb: pd.DataFrame, models: Sequence[str] | None = None, com
     box.controls = {"model": model, "beside": beside, "colour": colour, "splits": shown}
     box.redraw = redraw
     box.output = out
+    redraw()
+    return box
+
+
+def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int = 8, alpha: float = 0.1,
+                       w_f: float = 3.0, w_t: float = 0.5, feature_layer: str = "logits", n_show: int = 6,
+                       max_K: int = 30, max_alpha: float = 1.0, max_w_f: float = 10.0, max_w_t: float = 3.0):
+    """An explorer of one DLFD perturbation (:func:`dlfd_lib.teach.trace_perturbation`) of the
+    retain batch ``(x, y)`` against the forget batch ``x_f``.
+
+    Controls: **α** (step size, normalised pixel units), **K** (δ-steps), **w_f** (OT weight) and
+    **w_t** (retain/classification weight); each change re-runs the K steps and redraws
+    :func:`dlfd_lib.plots.plot_dlfd_step`. The forget features are computed once; traces are
+    cached per setting, so going back to a setting is instant. Sliders update on release. Returns
+    an ``ipywidgets.VBox``; ``.controls`` holds the sliders, ``.redraw()`` redraws, ``.trace`` is the
+    last trace and ``.summary`` its one-line summary (used by the tests).
+    """
+    import ipywidgets as W
+    import torch
+    from IPython.display import display
+
+    from . import plots
+    from .teach import trace_perturbation
+    from .unlearn.dlfd import _features
+
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        forget_feats = _features(model, x_f.to(device), feature_layer)[0].float()
+    slider = dict(continuous_update=False, style={"description_width": "initial"},
+                  layout=W.Layout(width="320px"))
+    c_alpha = W.FloatSlider(value=alpha, min=0.0, max=max_alpha, step=0.01, description="α (step)", **slider)
+    c_K = W.IntSlider(value=K, min=0, max=max_K, step=1, description="K (δ-steps)", **slider)
+    c_wf = W.FloatSlider(value=w_f, min=0.0, max=max_w_f, step=0.25, description="w_f (OT)", **slider)
+    c_wt = W.FloatSlider(value=w_t, min=0.0, max=max_w_t, step=0.05, description="w_t (CE)", **slider)
+    status = W.HTML()
+    out = W.Output(layout=W.Layout(min_height="420px", margin="10px 0 0 0"))
+    cache: dict[tuple, object] = {}
+    box = W.VBox([W.HBox([c_alpha, c_K]), W.HBox([c_wf, c_wt]), status, out])
+
+    def redraw(*_):
+        key = (round(c_alpha.value, 6), int(c_K.value), round(c_wf.value, 6), round(c_wt.value, 6))
+        if key not in cache:
+            cache[key] = trace_perturbation(model, x, y, K=key[1], alpha=key[0], w_f=key[2], w_t=key[3],
+                                            mean=mean, std=std, feature_layer=feature_layer,
+                                            forget_feats=forget_feats)
+        t = cache[key]
+        box.trace = t
+        box.summary = (f"distance {t.distance[0]:.4f} → {t.distance[-1]:.4f} · CE {t.ce[0]:.3f} → "
+                       f"{t.ce[-1]:.3f} · accuracy {t.acc[0]:.2f} → {t.acc[-1]:.2f}")
+        status.value = f"<b>after {key[1]} steps:</b> {box.summary}"
+        with out:
+            out.clear_output(wait=True)
+            fig = plots.plot_dlfd_step(t, mean, std, class_names, n_show=n_show)
+            display(fig)
+            plt.close(fig)
+
+    for w in (c_alpha, c_K, c_wf, c_wt):
+        w.observe(redraw, names="value")
+    box.controls = {"alpha": c_alpha, "K": c_K, "w_f": c_wf, "w_t": c_wt}
+    box.redraw = redraw
+    box.output = out
+    box.cache = cache
     redraw()
     return box
