@@ -76,8 +76,8 @@ $(STAMP): pyproject.toml $(LOCK) | $(VPY)
 lock: | $(VPY)
 	$(VPY) -m pip install -q 'uv==$(UV_VERSION)'
 	$(VPY) scripts/lock_input.py > $(VENV)/lock.in
-	$(VENV)/bin/uv pip compile $(VENV)/lock.in --universal --python-version 3.10 --no-header \
-	  --no-annotate --quiet -o requirements/constraints.txt
+	$(VENV)/bin/uv pip compile $(VENV)/lock.in --override requirements/lock-overrides.txt \
+	  --universal --python-version 3.10 --no-header --no-annotate --quiet -o requirements/constraints.txt
 	@sed -i '1i # The lock: exact versions of every dependency of the kit but torch/torchvision, all extras\n# included. Written by `make lock` (uv pip compile from pyproject.toml); used by `make install`.' requirements/constraints.txt
 	@echo "wrote requirements/constraints.txt; now run 'make install test' and commit it"
 
