@@ -191,6 +191,8 @@ def test_lock_pins_every_requirement_within_pyproject(pyproject, python):
         if name in ("torch", "torchvision"):
             assert name not in pins, f"the lock must leave {name} to the user's build"
             continue
+        assert not [p for p in pins if p.startswith("nvidia-") or p == "triton"], (
+            "the lock pins torch's CUDA wheels: keep requirements/lock-overrides.txt in `make lock`")
         assert name in pins, f"{LOCK} has no pin for {req.name} on Python {python}: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"{LOCK} pins {req.name}=={pins[name]}, outside pyproject's {req.specifier}: run `make lock`")
