@@ -1,9 +1,7 @@
 """ipywidgets explorers for JupyterLab.
 
-Each explorer takes tables the notebook has already computed (no model runs inside a widget
-callback, so moving a control redraws in well under a second) and returns a widget to display.
-In a headless papermill run the widget is created but nothing interacts with it; the notebooks
-save static figures for that case.
+Each explorer returns a widget to display. In a headless papermill run the widget is created
+but nothing interacts with it; the notebooks save static figures for that case.
 
 The explorer sets its ``Output`` widget's ``outputs`` state directly (a PNG of the figure)
 instead of drawing inside ``with output:``. Drawing inside the context manager makes nbclient,
@@ -14,7 +12,13 @@ miss it and the run hangs with both processes idle (the intermittent hang of not
 nbclient issue #312). Setting the state sends nothing back, and JupyterLab draws it the same.
 
 * :func:`feature_explorer` – notebook 04's UMAP map: pick a model (or compare it with a second
-  one side by side), colour by class / split / identity, and filter the splits shown.
+  one side by side), colour by class / split / identity, and filter the splits shown. It reads
+  tables the notebook has already computed (no model runs inside its callback), so moving a
+  control redraws in well under a second.
+* :func:`dlfd_step_explorer` – notebook 03's single DLFD perturbation: sliders for α, K, w_f and
+  w_t re-run the K δ-steps on one small batch (K forward/backward passes; the forget features
+  are computed once) and redraw the images, the curves and the feature picture; a setting seen
+  before is only redrawn.
 """
 from __future__ import annotations
 
