@@ -78,9 +78,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "analysis": {"umap_sizes": {"retain": 800, "forget": None, "test": 360},
                      "track_every": 10, "track_size": 300, "ulira_k": 4},
         # sized for 2 CPU cores (README "The protocol": cost): one tuning seed, 4 trials per
-        # method, fronts of 2 strengths (+ the tuned point) on the first 3 evaluation seeds
+        # method, fronts of 2 strengths (+ the tuned point) on the first 2 evaluation seeds
         "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 4,
-                     "n_strengths": 2, "n_front_seeds": 3, "mia_boot": 30, "n_mia": 3,
+                     "n_strengths": 2, "n_front_seeds": 2, "mia_boot": 20, "n_mia": 3,
                      "n_boot": 10000},
     },
     "paper": {
