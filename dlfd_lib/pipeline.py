@@ -61,7 +61,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "analysis": {"umap_sizes": {"retain": 48, "forget": None, "test": 24},
                      "track_every": 2, "track_size": 32, "ulira_k": 2},
         "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1], "n_trials": 2, "n_strengths": 2,
-                     "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
+                     "n_front_seeds": None, "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
     },
     "quick": {
         "description": "the CPU demo: the whole pipeline in well under 20 minutes on 2 cores",
@@ -94,8 +94,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_batch_size": 256,
         "analysis": {"umap_sizes": {"retain": 2000, "forget": 1000, "test": 1000},
                      "track_every": 20, "track_size": 1000, "ulira_k": 8},
-        "protocol": {"tuning_seeds": [100, 101, 102], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 20,
-                     "n_strengths": 5, "mia_boot": 50, "n_mia": 3, "n_boot": 10000},
+        "protocol": {"tuning_seeds": [100, 101], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 20,
+                     "n_strengths": 5, "n_front_seeds": None, "mia_boot": 50, "n_mia": 3,
+                     "n_boot": 10000},
     },
 }
 
