@@ -69,7 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "analysis": {"umap_sizes": {"retain": 48, "forget": None, "test": 24},
                      "track_every": 2, "track_size": 32, "ulira_k": 2},
         "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1], "n_trials": 2, "n_strengths": 2,
-                     "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
+                     "n_front_seeds": None, "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
     },
     "quick": {
         "description": "the CPU demo: the whole pipeline in well under 20 minutes on 2 cores",
@@ -87,9 +87,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "analysis": {"umap_sizes": {"retain": 800, "forget": None, "test": 360},
                      "track_every": 10, "track_size": 300, "ulira_k": 4},
         # sized for 2 CPU cores (README "The protocol": cost): one tuning seed, 4 trials per
-        # method, fronts of 2 strengths (+ the tuned point) on the first 3 evaluation seeds
+        # method, fronts of 2 strengths (+ the tuned point) on the first 2 evaluation seeds
         "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 4,
-                     "n_strengths": 2, "n_front_seeds": 3, "mia_boot": 30, "n_mia": 3,
+                     "n_strengths": 2, "n_front_seeds": 2, "mia_boot": 20, "n_mia": 3,
                      "n_boot": 10000},
     },
     "paper": {
@@ -104,8 +104,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cell_timeout_s": 43200,
         "analysis": {"umap_sizes": {"retain": 2000, "forget": 1000, "test": 1000},
                      "track_every": 20, "track_size": 1000, "ulira_k": 8},
-        "protocol": {"tuning_seeds": [100, 101, 102], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 20,
-                     "n_strengths": 5, "mia_boot": 50, "n_mia": 3, "n_boot": 10000},
+        "protocol": {"tuning_seeds": [100, 101], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 20,
+                     "n_strengths": 5, "n_front_seeds": None, "mia_boot": 50, "n_mia": 3,
+                     "n_boot": 10000},
     },
 }
 

@@ -117,14 +117,19 @@ def test_no_registered_method_reads_the_test_split(splits, model):
 
 def test_dlfd_monitor_reads_forget_vs_validation_balanced_and_seeded(splits, model):
     view = method_view(splits)
-    mon = DLFDMonitor(view, size=8, val_size=None, batch_size=64, seed=3, device=torch.device("cpu"), amp=False)
+    # 12 forget vs 8 validation images: balancing matters (on this model 0.26 balanced, 0.60 not)
+    mon = DLFDMonitor(view, size=None, val_size=None, batch_size=64, seed=0, device=torch.device("cpu"), amp=False)
     got = mon(model)
     f = predict(model, torch.utils.data.DataLoader(view.forget, batch_size=64), "cpu", amp=False)["losses"]
     v = predict(model, torch.utils.data.DataLoader(view.val, batch_size=64), "cpu", amp=False)
-    want = mia(f[mon.forget_idx], v["losses"][mon.mia_val_idx], seed=3, balance=True)
+    want = mia(f[mon.forget_idx], v["losses"][mon.mia_val_idx], seed=0, balance=True)
+    unbalanced = mia(f[mon.forget_idx], v["losses"][mon.mia_val_idx], seed=0, balance=False)
+    assert abs(want["mia"] - unbalanced["mia"]) > 0.1  # the check below can tell the two apart
     assert got["mia"] == pytest.approx(want["mia"], abs=1e-9)
-    assert len(mon.forget_idx) == 8 and len(mon.mia_val_idx) == min(8, len(view.val))
-    assert mon.mia_val_idx.max() < len(view.val)  # indices into the monitor half, not the test split
+    assert len(mon.forget_idx) == len(view.forget) and len(mon.mia_val_idx) == len(view.val) == 8
+    small = DLFDMonitor(view, size=6, val_size=None, batch_size=64, seed=3, device=torch.device("cpu"), amp=False)
+    assert len(small.forget_idx) == 6 and len(small.mia_val_idx) == 6  # fixed seeded subsamples
+    assert small.mia_val_idx.max() < len(view.val)  # indices into the monitor half, not the test split
     # the released monitor: all forget vs all (method-visible) validation, unbalanced, random_state 0
     rel = DLFDMonitor(view, size=8, val_size=None, batch_size=64, seed=3, device=torch.device("cpu"),
                       unbalanced=True, amp=False)
