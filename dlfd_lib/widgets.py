@@ -104,7 +104,6 @@ def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int 
     """
     import ipywidgets as W
     import torch
-    from IPython.display import display
 
     from . import plots
     from .teach import trace_perturbation
@@ -136,11 +135,11 @@ def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int 
         box.summary = (f"distance {t.distance[0]:.4f} → {t.distance[-1]:.4f} · CE {t.ce[0]:.3f} → "
                        f"{t.ce[-1]:.3f} · accuracy {t.acc[0]:.2f} → {t.acc[-1]:.2f}")
         status.value = f"<b>after {key[1]} steps:</b> {box.summary}"
-        with out:
-            out.clear_output(wait=True)
-            fig = plots.plot_dlfd_step(t, mean, std, class_names, n_show=n_show)
-            display(fig)
-            plt.close(fig)
+        # the figure goes into the Output widget's state, never drawn inside ``with out:`` (that
+        # hangs headless runs now and then: see the module docstring)
+        fig = plots.plot_dlfd_step(t, mean, std, class_names, n_show=n_show)
+        out.outputs = (figure_output(fig),)
+        plt.close(fig)
 
     for w in (c_alpha, c_K, c_wf, c_wt):
         w.observe(redraw, names="value")

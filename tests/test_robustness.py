@@ -544,3 +544,21 @@ def test_the_feature_explorer_never_makes_nbclient_write_to_the_shell_socket(tmp
     outputs = [st["state"].get("outputs", []) for st in states.values()
                if st["model_name"] == "OutputModel"]
     assert outputs and any("image/png" in o.get("data", {}) for out in outputs for o in out)
+
+
+def test_no_explorer_draws_inside_an_output_context():
+    """Every explorer in dlfd_lib.widgets (the step explorer of notebook 03 as well as notebook
+    04's map) must set its Output widget's ``outputs`` instead of drawing inside ``with out:``,
+    the pattern that made headless runs hang (see the test above); a source check catches a new
+    explorer written the old way."""
+    import ast
+    import inspect
+
+    from dlfd_lib import widgets
+    tree = ast.parse(inspect.getsource(widgets))
+    offenders = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.With)
+                 for item in node.items
+                 if isinstance(item.context_expr, ast.Name) and "out" in item.context_expr.id]
+    calls = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Name) and node.func.id == "display"]
+    assert not offenders and not calls, (offenders, calls)
