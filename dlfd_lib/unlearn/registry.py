@@ -224,7 +224,23 @@ def method_strength(name: str) -> tuple[str, tuple] | None:
     return get_method(name).strength
 
 
-class _StepWatch:
+class _OptimizerStepHook:
+    """Runs ``self._hook`` after every optimiser step (torch's global post-step hook) while the
+    ``with`` block of a subclass is open; the hook is removed on exit."""
+
+    _handle = None
+
+    def _install(self) -> None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+        self._handle = register_optimizer_step_post_hook(self._hook)
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+class _StepWatch(_OptimizerStepHook):
     """Calls ``callback(model, step, final)`` every ``every`` optimiser steps while active (a
     global ``torch.optim`` post-step hook), keeping the callback's own wall time apart."""
 
@@ -246,21 +262,15 @@ class _StepWatch:
     def __enter__(self):
         if self.callback is not None:
             self._call()
-            from torch.optim.optimizer import register_optimizer_step_post_hook
-            self._handle = register_optimizer_step_post_hook(self._hook)
+            self._install()
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     def final(self) -> None:
         if self.callback is not None:
             self._call(final=True)
 
 
-class _FiniteWatch:
+class _FiniteWatch(_OptimizerStepHook):
     """Stops a diverging method: after every optimiser step on the model's weights it records,
     on the device, whether all those weights are finite, and every ``every`` steps (one host
     sync) raises ``FloatingPointError`` naming the method and the first step whose weights
@@ -301,14 +311,8 @@ class _FiniteWatch:
             f"(lr=...), step size or number of epochs and run it again.")
 
     def __enter__(self):
-        from torch.optim.optimizer import register_optimizer_step_post_hook
-        self._handle = register_optimizer_step_post_hook(self._hook)
+        self._install()
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     @torch.no_grad()
     def final(self, splits, device: torch.device, n: int = 16) -> None:
