@@ -148,12 +148,13 @@ def test_makefile_torch_pins_fit_pyproject(pyproject):
             f"Makefile pins {pin} outside pyproject's {reqs.get(name)}")
 
 
-def _lock_pins(python: str = "3.11") -> dict[str, str]:
-    """{name: version} of the lock's lines that apply on Linux with the given Python."""
+def _lock_pins(python: str = "3.11", full: str | None = None) -> dict[str, str]:
+    """{name: version} of the lock's lines that apply on Linux with the given Python (``full``:
+    its micro version too, e.g. "3.11.7"; the lock's markers may fork on it)."""
     from packaging.markers import Marker, default_environment
     from packaging.utils import canonicalize_name
 
-    env = {**default_environment(), "python_version": python, "python_full_version": f"{python}.0",
+    env = {**default_environment(), "python_version": python, "python_full_version": full or f"{python}.0",
            "sys_platform": "linux", "platform_system": "Linux", "implementation_name": "cpython",
            "platform_python_implementation": "CPython"}
     pins: dict[str, str] = {}
@@ -216,7 +217,8 @@ def test_installed_versions_are_the_locked_ones():
         pytest.skip("needs `packaging`")
     if not (Path(sys.prefix) / ".installed").exists():
         pytest.skip("not the kit's `make install` venv")
-    pins = _lock_pins(f"{sys.version_info.major}.{sys.version_info.minor}")
+    import platform
+    pins = _lock_pins(f"{sys.version_info.major}.{sys.version_info.minor}", platform.python_version())
     wrong = {}
     for dist in metadata.distributions():
         name = canonicalize_name(dist.metadata["Name"])
