@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,6 +37,7 @@ from dlfd_lib.data import load_splits  # noqa: E402
 from dlfd_lib.model import build_model  # noqa: E402
 from dlfd_lib.pipeline import get_profile  # noqa: E402
 from dlfd_lib.train import TrainConfig, make_optimizer  # noqa: E402
+from dlfd_lib.unlearn.finetune import batch_ce  # noqa: E402
 from dlfd_lib.utils import autocast, resolve_device, to_device  # noqa: E402
 
 
@@ -94,18 +94,13 @@ def measure(splits, in_memory: bool, args, device) -> dict:
     train_loader = splits.loader("train", augment=True, shuffle=True, seed=0, drop_last=True, **kw)
     eval_loader = splits.loader("val", batch_size=256, in_memory=in_memory,
                                 device=device if in_memory else None)
-    if in_memory:
-        splits.images_uint8("val")
     out["decode_s"] = time.perf_counter() - t0  # one-off: decode + resize into memory
 
     out["data_img_s"] = time_batches(train_loader, args.batches)
 
     def train_step(x, y):
         model.train()
-        x, y = to_device(x, device), y.to(device)
-        with autocast(device, True):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = batch_ce(model, x, y, device, amp=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
