@@ -5,7 +5,7 @@
 #   make book    builds the static HTML book from the executed notebooks of the last make demo
 # Variables: PYTHON (interpreter that creates .venv, >= 3.10), TORCH_SPEC (the torch build
 # installed when the venv has none), LOCK (the constraints file installs use; LOCK= for none),
-# PROFILE, DLFD_ARGS, TEST_TIMEOUT, PYTEST_ARGS.
+# INSTALLER (uv, the default, or pip), PROFILE, DLFD_ARGS, TEST_TIMEOUT, PYTEST_ARGS.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -24,8 +24,12 @@ LOCK         ?= requirements/constraints.txt
 UV_VERSION   := 0.13.9
 
 VPY   := $(VENV)/bin/python
+UV    := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 PIP_LOCK := $(if $(LOCK),-c $(LOCK),)
+# the installer: uv (default) or pip (`make install INSTALLER=pip`)
+INSTALLER    ?= uv
+PIP_INSTALL  := $(if $(filter uv,$(INSTALLER)),$(UV) pip install --python $(VPY),$(VPY) -m pip install)
 # jupyter refuses to start as root unless told to (containers, CI)
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -55,26 +59,31 @@ $(VPY):
 
 install: $(STAMP)
 
+# uv (a pinned release from PyPI, installed into the venv by pip) does the installs: one resolver
+# pass, parallel downloads and unpacking, wheels reused from its cache (~/.cache/uv). INSTALLER=pip makes
+# every install below go through plain pip instead (slower, same lock).
+$(UV): | $(VPY)
+	$(VPY) -m pip install -q 'uv==$(UV_VERSION)'
+
 # Reinstalls whenever pyproject.toml or the lock changes. torch/torchvision are installed only if
 # the venv cannot import them yet, so a CUDA build you installed yourself is kept; everything else
 # gets the lock's exact versions.
-$(STAMP): pyproject.toml $(LOCK) | $(VPY)
+$(STAMP): pyproject.toml $(LOCK) | $(VPY) $(if $(filter uv,$(INSTALLER)),$(UV),)
 	@$(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
 	  echo "error: $(VENV) uses Python < 3.10; run 'make distclean' and 'make PYTHON=python3.11 install'" >&2; exit 1; }
 	@if $(VPY) -c 'import torch, torchvision' >/dev/null 2>&1; then \
 	  echo "torch already importable in $(VENV): keeping it"; \
 	else \
-	  echo "$(VPY) -m pip install $(PIP_LOCK) $(TORCH_SPEC)"; \
-	  $(VPY) -m pip install $(PIP_LOCK) $(TORCH_SPEC); \
+	  echo "$(PIP_INSTALL) $(PIP_LOCK) $(TORCH_SPEC)"; \
+	  $(PIP_INSTALL) $(PIP_LOCK) $(TORCH_SPEC); \
 	fi
-	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev]'
+	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev]'
 	$(VPY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python ($(KERNEL_NAME))"
 	@touch $@
 
 # Newest versions that pyproject's ranges allow, for every extra, as exact pins with markers for
 # each Python from 3.10 on. Review the diff, run `make install test`, commit the file.
-lock: | $(VPY)
-	$(VPY) -m pip install -q 'uv==$(UV_VERSION)'
+lock: | $(UV)
 	$(VPY) scripts/lock_input.py > $(VENV)/lock.in
 	$(VENV)/bin/uv pip compile $(VENV)/lock.in --override requirements/lock-overrides.txt \
 	  --universal --python-version 3.10 --no-header --no-annotate --quiet -o requirements/constraints.txt
@@ -99,7 +108,7 @@ lab: $(STAMP)
 # The rendered book: installs the `book` extra (Sphinx + MyST-NB), then renders the executed
 # notebooks of runs/$(PROFILE)/ (written by `make demo`; nothing is re-executed) into book/_build/html.
 book: $(STAMP)
-	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev,book]'
+	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,book]'
 	$(VPY) scripts/build_book.py --profile $(PROFILE)
 
 # Opt-in: installs Debian's chromium (as root, if missing) and the `browser` extra, then runs the
@@ -114,7 +123,7 @@ browser-check: $(STAMP)
 	    echo "error: /usr/bin/chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2; exit 1; \
 	  fi; \
 	fi
-	$(VPY) -m pip install $(PIP_LOCK) -e '.[dev,browser,book]'
+	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,browser,book]'
 	$(VPY) -m pytest -q -m browser --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 clean:

@@ -202,9 +202,14 @@ def test_lock_pins_every_requirement_within_pyproject(pyproject, python):
 def test_make_install_uses_the_lock():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^LOCK\s*\?=\s*requirements/constraints\.txt$", makefile, re.M)
-    installs = re.findall(r"pip install (.*)$", makefile, re.M)
+    installs = re.findall(r"\$\(PIP_INSTALL\) (.*)$", makefile, re.M)
     kit = [i for i in installs if "-e " in i or "TORCH_SPEC" in i]
     assert len(kit) >= 2 and all("$(PIP_LOCK)" in i for i in kit), kit
+    assert not re.findall(r"pip install .*-e ", makefile), "install the kit through $(PIP_INSTALL)"
+    # the default installer is uv, pinned; pip stays selectable
+    assert re.search(r"^INSTALLER\s*\?=\s*uv$", makefile, re.M)
+    assert re.search(r"^UV_VERSION\s*:=\s*\d+\.\d+\.\d+$", makefile, re.M)
+    assert "$(UV) pip install --python $(VPY)" in makefile and "$(VPY) -m pip install" in makefile
     assert re.search(r"^\$\(STAMP\):.*\$\(LOCK\)", makefile, re.M), "a new lock must reinstall"
 
 
