@@ -1,4 +1,4 @@
-"""The paper's face classifier: torchvision ResNet18 (random init) + a three-layer MLP head.
+"""The paper's face classifier: ResNet18 (random init) + a three-layer MLP head.
 
 Reference: Choi & Na, *Distribution-Level Feature Distancing for Machine Unlearning*, AAAI 2025
 (arXiv 2409.14747), and the model of their released code:
@@ -13,6 +13,12 @@ has exactly the keys of the authors' released ``.pth`` files (``base_model.<resn
 without fc>``, ``features.0.*``, ``features.3.*``, ``features.6.*``), which therefore load
 directly. :func:`load_checkpoint` reads those plain state dicts as well as the kit's own files
 and explains any mismatch in plain words.
+
+The ResNet18 is written out here (:class:`ResNet18`) rather than taken from torchvision: the same
+modules, names, initialisation and random draws as ``torchvision.models.resnet18(weights=None)``
+(a seed gives bit-identical weights, ``tests/test_model_train.py``), without importing
+torchvision, whose import pulls in torch's compiler stack (~5 s per process here: every notebook
+kernel and every worker paid it).
 """
 from __future__ import annotations
 
@@ -22,13 +28,68 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from . import __version__
 from .utils import atomic_write_bytes, nonfinite_tensors, resolve_device, to_jsonable
 
 FEATURE_LAYERS = ("backbone", "penultimate", "logits")
 KIT_FORMAT = "dlfd-kit-checkpoint/1"
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a shortcut (a 1x1 convolution + batch norm
+    where the shape changes): ResNet18's building block."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+class ResNet18(nn.Module):
+    """ResNet18 (He et al. 2016) as torchvision builds it: a 7x7 stride-2 stem and max pool, four
+    stages of two :class:`BasicBlock` s (64, 128, 256, 512 channels), global average pooling and
+    ``fc``. Construction draws random numbers in torchvision's order – the 1000-way ``fc`` is
+    built (and its draws made) before the He-normal (fan-out) re-initialisation of every
+    convolution – so one seed gives torchvision's weights exactly."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        widths, in_ch = (64, 128, 256, 512), 64
+        for i, width in enumerate(widths, start=1):
+            stride = 1 if i == 1 else 2
+            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(in_ch, width, stride), BasicBlock(width, width)))
+            in_ch = width
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc: nn.Module = nn.Linear(512, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 class FaceClassifier(nn.Module):
@@ -39,7 +100,7 @@ class FaceClassifier(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.num_classes = num_classes
-        self.base_model = torchvision.models.resnet18(weights=None)  # random init, as the paper
+        self.base_model = ResNet18()  # random init, as the paper
         self.base_model.fc = nn.Identity()  # (B, 512) pooled features
         self.features = nn.Sequential(
             nn.Linear(512, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),

@@ -119,3 +119,23 @@ def test_plot_histories_and_concept():
     fig = plots.plot_collapse_concept(seed=0)
     assert len(fig.axes) == 3
     plt.close(fig)
+
+
+def test_import_umap_caches_umap_kernels_on_disk():
+    """umap-learn declares its kernels without cache=True; import_umap switches numba's disk cache
+    on for them, so the ~20-50 s compilation is paid once per environment, not once per process."""
+    from numba.core.dispatcher import Dispatcher
+
+    from dlfd_lib.embedding import import_umap
+    umap = import_umap()
+    kernels = [umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
+               umap.layouts._nb_optimize_layout_euclidean_single_epoch]
+    for k in kernels:
+        assert isinstance(k, Dispatcher)
+        assert type(k._cache).__name__ != "NullCache", f"{k.py_func.__name__} is not cached"
+    # every module-level kernel of umap.umap_ and umap.layouts, not just those three
+    for mod in (umap.umap_, umap.layouts):
+        uncached = [n for n, o in vars(mod).items()
+                    if isinstance(o, Dispatcher) and type(o._cache).__name__ == "NullCache"]
+        assert not uncached, uncached
+    assert import_umap() is umap

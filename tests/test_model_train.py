@@ -143,3 +143,39 @@ def test_onecycle_schedule_works_on_a_few_batches(steps):
         opt.step()
         sched.step()
     assert all(0 <= lr <= 0.1 + 1e-9 for lr in lrs) and max(lrs) > 0.05
+
+
+def test_the_kits_resnet18_is_torchvisions():
+    """The kit writes ResNet18 out (torchvision's import costs ~5 s per process); one seed must
+    give torchvision's resnet18(weights=None) exactly – weights, buffers, train- and eval-mode
+    outputs – and the random-number stream must be left where torchvision leaves it."""
+    torchvision = pytest.importorskip("torchvision")
+    from dlfd_lib.model import ResNet18
+
+    torch.manual_seed(3)
+    ours = ResNet18()
+    after_ours = torch.rand(3)
+    torch.manual_seed(3)
+    ref = torchvision.models.resnet18(weights=None)
+    after_ref = torch.rand(3)
+    assert torch.equal(after_ours, after_ref), "construction drew a different number of random values"
+    a, b = ours.state_dict(), ref.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(4, 3, 40, 40)
+    for mode in (True, False):
+        ours.train(mode)
+        ref.train(mode)
+        with torch.no_grad():
+            assert torch.allclose(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_importing_the_kit_does_not_import_torchvision():
+    """torchvision's import pulls in torch's compiler (~5 s); the kit imports it only where its
+    per-image (streaming) transforms are actually built."""
+    import subprocess
+    import sys
+    code = ("import sys, dlfd_lib.model, dlfd_lib.data, dlfd_lib.train, dlfd_lib.metrics, dlfd_lib.unlearn, "
+            "dlfd_lib.benchmark, dlfd_lib.embedding; print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -37,8 +37,6 @@ def materialise(split: "SplitDataset", image_size: int, progress: bool = False) 
     cache = split.__dict__.setdefault("_uint8_cache", {})
     if image_size in cache:
         return cache[image_size]
-    from torchvision.transforms.v2 import functional as TF
-
     n = len(split)
     need = n * 3 * image_size * image_size
     if need > MAX_IN_MEMORY_BYTES:
@@ -57,6 +55,7 @@ def materialise(split: "SplitDataset", image_size: int, progress: bool = False) 
                       leave=False):
             img = src.get(i)
             if tuple(img.shape[1:]) != (image_size, image_size):
+                from torchvision.transforms.v2 import functional as TF  # only here: ~5 s import
                 img = TF.resize(img, [image_size, image_size], antialias=True)
             out[i] = img
     cache[image_size] = out

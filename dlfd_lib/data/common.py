@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from torchvision.transforms import v2
 
-from .splits import (IMAGENET_MEAN, IMAGENET_STD, FileSource, SplitDataset, UnlearningSplits,
-                     eval_transform, train_transform)
+from .splits import (IMAGENET_MEAN, IMAGENET_STD, FileSource, LazyTransform, SplitDataset,
+                     UnlearningSplits, eval_pipeline, train_pipeline, eval_transform, train_transform)
 
 __all__ = ["DatasetError", "DatasetNotFoundError", "IMAGE_EXTENSIONS", "HALF_MEAN", "HALF_STD",
            "GrayscaleSplits", "require_dir", "require_file", "check_task", "check_image_size",
@@ -60,11 +59,16 @@ class GrayscaleSplits(UnlearningSplits):
         return grayscale_transform(self.image_size, self.mean, self.std, augment)
 
 
+def _grayscale_pipeline(image_size: int, mean: tuple, std: tuple, augment: bool) -> Callable:
+    from torchvision.transforms import v2
+    make = train_pipeline if augment else eval_pipeline
+    return v2.Compose([v2.Grayscale(num_output_channels=3), make(image_size, mean, std)])
+
+
 def grayscale_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
                         augment: bool) -> Callable:
     """Grayscale (3 channels), then the paper's training or evaluation transform."""
-    make = train_transform if augment else eval_transform
-    return v2.Compose([v2.Grayscale(num_output_channels=3), make(image_size, mean, std)])
+    return LazyTransform(_grayscale_pipeline, image_size, tuple(mean), tuple(std), augment)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 SPLIT_NAMES = ("train", "retain", "forget", "val", "test")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,8 +35,31 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # --------------------------------------------------------------------------------------------
 # transforms
 # --------------------------------------------------------------------------------------------
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """uint8 CHW tensor -> resized, normalised float tensor (no randomness)."""
+class LazyTransform:
+    """A transform that builds its torchvision pipeline on first use.
+
+    Every split carries its per-image transforms, but the in-memory batch path
+    (:mod:`dlfd_lib.data.batches`) never calls them, and importing torchvision costs ~5 s
+    (it pulls in torch's compiler). Picklable (for ``num_workers > 0``): the built pipeline is
+    dropped and rebuilt in the worker."""
+
+    def __init__(self, build: Callable[..., Callable], *args):
+        self.build, self.args, self._fn = build, args, None
+
+    def __call__(self, img):
+        if self._fn is None:
+            self._fn = self.build(*self.args)
+        return self._fn(img)
+
+    def __getstate__(self):
+        return {"build": self.build, "args": self.args, "_fn": None}
+
+    def __repr__(self) -> str:
+        return f"LazyTransform({self.build.__name__}{self.args})"
+
+
+def eval_pipeline(image_size: int, mean: tuple, std: tuple) -> Callable:
+    from torchvision.transforms import v2
     return v2.Compose([
         v2.Resize((image_size, image_size), antialias=True),
         v2.ToDtype(torch.float32, scale=True),
@@ -45,9 +67,8 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
     ])
 
 
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """The paper's augmentation: horizontal flip, affine (shear 10, scale 0.8-1.2),
-    rotation 10 degrees and colour jitter 0.2, then normalisation."""
+def train_pipeline(image_size: int, mean: tuple, std: tuple) -> Callable:
+    from torchvision.transforms import v2
     return v2.Compose([
         v2.Resize((image_size, image_size), antialias=True),
         v2.RandomHorizontalFlip(),
@@ -56,6 +77,17 @@ def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
     ])
+
+
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """uint8 CHW tensor -> resized, normalised float tensor (no randomness)."""
+    return LazyTransform(eval_pipeline, image_size, tuple(mean), tuple(std))
+
+
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """The paper's augmentation: horizontal flip, affine (shear 10, scale 0.8-1.2),
+    rotation 10 degrees and colour jitter 0.2, then normalisation."""
+    return LazyTransform(train_pipeline, image_size, tuple(mean), tuple(std))
 
 
 # --------------------------------------------------------------------------------------------
