@@ -16,6 +16,8 @@ TORCH_SPEC   ?= torch==2.14.1 torchvision==0.29.1
 PROFILE      ?= quick
 DLFD_ARGS    ?=
 TEST_TIMEOUT ?= 900
+# pytest-xdist workers for `make test` (auto: one per core; 0: one process)
+TEST_WORKERS ?= auto
 PYTEST_ARGS  ?=
 KERNEL_NAME  := dlfd-kit
 # The lock: exact versions of every dependency but torch/torchvision, written by `make lock`
@@ -94,7 +96,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dlfd run --profile $(PROFILE) $(DLFD_ARGS)
 
 test: $(STAMP)
-	$(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 # The suite at one and at two intra-op threads (tests/conftest.py reads DLFD_TEST_THREADS; the
 # notebook kernels get it as OMP_NUM_THREADS): an assertion that holds for one rounding only fails.
