@@ -96,7 +96,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dlfd run --profile $(PROFILE) $(DLFD_ARGS)
 
 test: $(STAMP)
-	$(VPY) -m pytest -q -n $(TEST_WORKERS) --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 # The suite at one and at two intra-op threads (tests/conftest.py reads DLFD_TEST_THREADS; the
 # notebook kernels get it as OMP_NUM_THREADS): an assertion that holds for one rounding only fails.

@@ -6,6 +6,8 @@ original, and evaluate all of them the same way (:func:`dlfd_lib.metrics.evaluat
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import warnings
 from pathlib import Path
@@ -19,7 +21,7 @@ from .data.splits import content_digest
 from .metrics import evaluate
 from .model import save_checkpoint
 from .train import TrainConfig, train_or_load
-from .unlearn import available_methods, unlearn
+from .unlearn import available_methods, method_defaults, unlearn
 from .utils import resolve_device, to_jsonable
 
 #: metrics summarised over seeds, in table order
@@ -49,7 +51,8 @@ def reference_models(profile: dict, seed: int = 0, dataset: str = "synthetic", t
 
 def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], methods: Sequence[str] | None = None,
                   dataset: str = "synthetic", task: str = "age", data_root=None, device="auto",
-                  ckpt_dir: str | Path = "checkpoints", save_models: bool = False, keep_losses_for: int | None = None,
+                  ckpt_dir: str | Path = "checkpoints", save_models: bool = False, reuse: bool = True,
+                  keep_losses_for: int | None = None,
                   method_overrides: dict[str, dict] | None = None, variants: dict[str, dict] | None = None,
                   data_options: dict | None = None, progress: bool = True,
                   on_models: Callable[[int, Any, dict], None] | None = None, **evaluate_kwargs) -> dict[str, Any]:
@@ -65,7 +68,10 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     {model: nn.Module}, "splits": UnlearningSplits, "cfg": TrainConfig}``; per-sample losses,
     models and splits are kept for seed ``keep_losses_for`` (default: the first seed).
     ``save_models`` writes each unlearned model to ``ckpt_dir`` (atomically, with its
-    hyperparameters). ``data_options`` go to :func:`dlfd_lib.data.load_splits`;
+    hyperparameters, history and info); ``reuse`` (default) takes a model that a notebook or an
+    earlier run saved there for the same original checkpoint, data, seed, method and resolved
+    hyperparameters instead of unlearning again (its row keeps the ``seconds`` of the run that
+    made it; ``infos[...]["reused"]`` says which were reused). ``data_options`` go to :func:`dlfd_lib.data.load_splits`;
     ``evaluate_kwargs`` to :func:`dlfd_lib.metrics.evaluate` (e.g. ``attacks=True``).
     ``on_models(seed, splits, models)`` is called once per seed after the evaluation, with every
     model of that seed (references and variants), for extra measurements.
@@ -90,14 +96,24 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
         seconds = {role: metas[role].get("train_seconds", np.nan) for role in REFERENCES}
         paths = {role: metas[role]["path"] for role in REFERENCES}
         for label, variant in variants.items():
-            result = unlearn(variant["method"], models["original"], splits, profile=profile_name,
-                             device=device, seed=seed, progress=progress, **variant.get("hparams", {}))
-            seconds[label] = result.info["seconds"]
-            models[label] = result.model
-            histories[(seed, label)] = result.history
-            infos[(seed, label)] = result.info
-            if save_models:
-                _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, paths["original"])
+            method, hparams = variant["method"], variant.get("hparams", {})
+            found = None
+            if reuse:
+                resolved = to_jsonable({**method_defaults(method, profile_name), **hparams})
+                found = _find_unlearned(method, resolved, paths["original"], splits, profile_name, seed,
+                                        ckpt_dir, device)
+            if found is not None:
+                models[label], info = found
+                histories[(seed, label)] = info.pop("history")
+            else:
+                result = unlearn(method, models["original"], splits, profile=profile_name,
+                                 device=device, seed=seed, progress=progress, **hparams)
+                models[label], info = result.model, {**result.info, "reused": False}
+                histories[(seed, label)] = result.history
+                if save_models:
+                    _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, paths["original"])
+            seconds[label] = info["seconds"]
+            infos[(seed, label)] = info
         for name, model in models.items():
             res = evaluate(model, splits, device=device, seed=seed, return_losses=seed == keep,
                            **evaluate_kwargs)
@@ -112,47 +128,65 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     return {"rows": add_reference_gaps(pd.DataFrame(rows)), "histories": histories, "infos": infos, "losses": losses, **kept}
 
 
-def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, label: str) -> Path:
-    """Where :func:`run_benchmark` (``save_models=True``) and :func:`unlearned_model` keep the
-    unlearned model ``label`` of one dataset, profile and seed."""
-    return Path(ckpt_dir) / f"{splits.name}-{splits.task}-{profile_name}-seed{seed}-{_slug(label)}.pt"
+def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, method: str,
+                   hparams: dict) -> Path:
+    """Where the unlearned model of ``method`` with the resolved ``hparams`` is kept, for one
+    dataset, profile and seed: the file name carries a digest of the hyperparameters, so a
+    notebook that runs the same method with the same settings finds the model another notebook
+    saved, whatever label either gave it (notebook 05's "DLFD (paper)" is notebook 03's "dlfd")."""
+    blob = json.dumps(to_jsonable(hparams), sort_keys=True).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:10]
+    return Path(ckpt_dir) / f"{splits.name}-{splits.task}-{profile_name}-seed{seed}-{_slug(method)}-{digest}.pt"
 
 
 def _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, original_path) -> Path:
-    path = unlearned_path(splits, profile_name, seed, ckpt_dir, label)
+    path = unlearned_path(splits, profile_name, seed, ckpt_dir, result.info["method"], result.info.get("hparams", {}))
     save_checkpoint(result.model, path, meta={
         "method": result.info["method"], "label": label, "seed": seed, "original": Path(original_path).name,
         "data": content_digest(splits),
         "hparams": to_jsonable(result.info.get("hparams", {})), "seconds": float(result.info.get("seconds", float("nan"))),
-        "history": to_jsonable(result.history.to_dict("records"))})
+        "info": to_jsonable(result.info), "history": to_jsonable(result.history.to_dict("records"))})
     return path
+
+
+def _find_unlearned(method: str, resolved: dict, original_path, splits, profile_name: str, seed: int,
+                    ckpt_dir, device):
+    """``(model, info)`` of a saved unlearned model made by ``method`` with ``resolved``
+    hyperparameters from the same original checkpoint and data, or ``None``."""
+    path = unlearned_path(splits, profile_name, seed, ckpt_dir, method, resolved)
+    if not path.exists():
+        return None
+    model, meta = _load_reusable(path, splits.num_classes, device)
+    if not (model is not None and meta.get("method") == method and meta.get("original") == Path(original_path).name
+            and meta.get("hparams") == resolved and meta.get("data") == content_digest(splits)):
+        return None
+    model.eval()
+    info = {**meta.get("info", {}), "method": method, "hparams": resolved, "seconds": meta.get("seconds"),
+            "history": pd.DataFrame(meta.get("history", [])), "path": str(path), "reused": True}
+    return model, info
 
 
 def unlearned_model(method: str, original, original_path: str | Path, splits, profile_name: str, seed: int,
                     device="auto", ckpt_dir: str | Path = "checkpoints", hparams: dict | None = None,
                     label: str | None = None, progress: bool = True, force: bool = False):
-    """The model ``method`` makes from ``original``: loaded from ``ckpt_dir`` when notebook 03
-    (or an earlier call) saved one for the same original checkpoint, seed and hyperparameters,
-    otherwise computed with :func:`dlfd_lib.unlearn.unlearn` and saved.
+    """The model ``method`` makes from ``original``: loaded from ``ckpt_dir`` when a notebook (or
+    an earlier call, or :func:`run_benchmark`) saved one for the same original checkpoint, data,
+    seed and resolved hyperparameters, otherwise computed with :func:`dlfd_lib.unlearn.unlearn`
+    and saved. (Unlearning is deterministic for a seed on the CPU, so the reused model is the
+    one the call would compute.)
 
-    Returns ``(model, info)``; ``info`` has ``method``, ``hparams``, ``seconds``, ``history``
-    (DataFrame), ``path`` and ``reused``.
+    Returns ``(model, info)``; ``info`` has ``method``, ``hparams``, ``seconds`` (of the run that
+    made the model), ``history`` (DataFrame), ``path`` and ``reused``.
     """
-    from .unlearn import method_defaults
 
-    label = label or method
     resolved = to_jsonable({**method_defaults(method, profile_name), **(hparams or {})})
-    path = unlearned_path(splits, profile_name, seed, ckpt_dir, label)
-    if path.exists() and not force:
-        model, meta = _load_reusable(path, splits.num_classes, device)
-        if (meta.get("method") == method and meta.get("original") == Path(original_path).name
-                and meta.get("hparams") == resolved and meta.get("data") == content_digest(splits)):
-            model.eval()
-            return model, {"method": method, "hparams": resolved, "seconds": meta.get("seconds"),
-                           "history": pd.DataFrame(meta.get("history", [])), "path": str(path), "reused": True}
+    if not force:
+        found = _find_unlearned(method, resolved, original_path, splits, profile_name, seed, ckpt_dir, device)
+        if found is not None:
+            return found
     result = unlearn(method, original, splits, profile=profile_name, device=device, seed=seed,
                      progress=progress, **(hparams or {}))
-    _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, original_path)
+    path = _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label or method, original_path)
     return result.model, {**result.info, "history": result.history, "path": str(path), "reused": False}
 
 

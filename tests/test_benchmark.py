@@ -77,3 +77,35 @@ def test_ablation_variants_are_valid_dlfd_settings():
         ablation_variants(["no OT"])
     with pytest.raises(ValueError, match="clash"):
         run_benchmark({}, "smoke", [0], variants={"original": {"method": "dlfd"}})
+
+
+def test_run_benchmark_reuses_what_a_notebook_saved_whatever_its_label(tmp_path):
+    """Notebook 05's "DLFD (paper)" is notebook 03's "dlfd": same original, data, seed and resolved
+    hyperparameters, so the second benchmark loads the saved model instead of unlearning again
+    and reports the same numbers; other hyperparameters are unlearned afresh."""
+    import copy
+
+    from dlfd_lib.benchmark import run_benchmark
+    from dlfd_lib.pipeline import get_profile
+
+    prof = copy.deepcopy(get_profile("smoke"))
+    prof["data"].update(n_train_ids=12, imgs_per_id=4, n_val_ids=4, n_test_ids=4)
+    prof["train"]["epochs"] = 1
+    kw = dict(dataset="synthetic", task="age", device="cpu", ckpt_dir=tmp_path, progress=False,
+              data_root=str(tmp_path / "cache"))
+    first = run_benchmark(prof, "smoke", [0], methods=["dlfd", "neggrad"], save_models=True, **kw)
+    assert not first["infos"][(0, "dlfd")]["reused"]
+    second = run_benchmark(prof, "smoke", [0], variants={
+        "DLFD (paper)": {"method": "dlfd"}, "DLFD K=1": {"method": "dlfd", "hparams": {"K": 1}}}, **kw)
+    assert second["infos"][(0, "DLFD (paper)")]["reused"]
+    assert not second["infos"][(0, "DLFD K=1")]["reused"]
+    a = first["rows"].set_index("model").loc["dlfd"]
+    b = second["rows"].set_index("model").loc["DLFD (paper)"]
+    for col in ("retain_acc", "forget_acc", "test_acc", "mia", "fs", "nomus", "seconds"):
+        assert a[col] == b[col], col
+    pd.testing.assert_frame_equal(first["histories"][(0, "dlfd")].reset_index(drop=True),
+                                  second["histories"][(0, "DLFD (paper)")].reset_index(drop=True),
+                                  check_dtype=False)
+    assert second["infos"][(0, "DLFD (paper)")].get("switch_step", None) == first["infos"][(0, "dlfd")].get("switch_step", None)
+    third = run_benchmark(prof, "smoke", [0], methods=["dlfd"], reuse=False, **kw)
+    assert not third["infos"][(0, "dlfd")]["reused"]
