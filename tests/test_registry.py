@@ -222,3 +222,30 @@ def test_callback_every_must_be_positive(splits):
     with pytest.raises(ValueError, match="callback_every"):
         unlearn("neggrad", build_model(splits.num_classes), splits, profile="smoke", device="cpu",
                 callback=lambda *a: None, callback_every=0)
+
+
+def test_the_readme_example_method_registers_and_runs(splits, model):
+    """The README's "Adding an unlearning method" example is a working method file."""
+    import pathlib
+    import re
+    import sys
+    import types
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Adding an unlearning method", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    name = "dlfd_lib.unlearn._readme_example"
+    module = types.ModuleType(name)
+    module.__package__ = "dlfd_lib.unlearn"
+    sys.modules[name] = module
+    try:
+        exec(compile(code, "README.md", "exec"), module.__dict__)
+        assert method_defaults("my_method", "smoke")["epochs"] == 1
+        res = unlearn("my_method", model, splits, profile="smoke", device="cpu", progress=False)
+        h = res.history
+        assert list(h["epoch"]) == [1] and {"retain_ce", "loss", "step", "lr"} <= set(h.columns)
+        assert res.info["steps"] == h["step"].iloc[-1] >= 1
+        with pytest.raises(ValueError, match="lr=-1"):
+            unlearn("my_method", model, splits, profile="smoke", device="cpu", lr=-1)
+    finally:
+        registry_mod._METHODS.pop("my_method", None)
+        sys.modules.pop(name, None)
