@@ -47,18 +47,16 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from .loop import RetainTraining, train_last_k
+from .loop import LastKTraining, train_last_k
 from .registry import register
 
 __all__ = ["cf_k", "CFkHparams"]
 
 
 @dataclass
-class CFkHparams(RetainTraining):
-    """CF-k's hyperparameters: ``k`` (the last k layers are trained) and those of
-    :class:`.loop.RetainTraining` (the authors' SGD recipe)."""
-
-    k: int = 3
+class CFkHparams(LastKTraining):
+    """CF-k's hyperparameters: ``k`` (the last k layers are trained) and the authors' SGD recipe
+    (:class:`.loop.LastKTraining`)."""
 
     PRESETS: ClassVar[dict] = {
         # k = 3 as the benchmark's CF-3; the authors' recipe; 5 epochs is an assumption

@@ -42,7 +42,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from .loop import RetainTraining, modules_of, seed_words, split_last_k, train_last_k
+from .loop import LastKTraining, modules_of, seed_words, split_last_k, train_last_k
 from .registry import register
 
 __all__ = ["eu_k", "EUkHparams", "reinitialise_last_k", "reinitialise_module"]
@@ -89,11 +89,9 @@ def _init_seed(seed: int) -> int:
 
 
 @dataclass
-class EUkHparams(RetainTraining):
-    """EU-k's hyperparameters: ``k`` (the last k layers are re-initialised and trained) and
-    those of :class:`.loop.RetainTraining` (the authors' SGD recipe)."""
-
-    k: int = 3
+class EUkHparams(LastKTraining):
+    """EU-k's hyperparameters: ``k`` (the last k layers are re-initialised and trained) and the
+    authors' SGD recipe (:class:`.loop.LastKTraining`)."""
 
     PRESETS: ClassVar[dict] = {
         # k = 3; the authors' recipe; 5 epochs is an assumption

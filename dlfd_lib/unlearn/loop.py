@@ -47,7 +47,8 @@ from ..utils import autocast, check_finite, to_device
 
 __all__ = ["fit", "Pass", "Hooks", "make_loader", "shuffled_loader", "drop_last", "cycle",
            "seed_words", "batch_ce", "logits_of", "frozen_copy", "TaggedDataset",
-           "random_wrong_labels", "relabelled_forget", "relabelled_pass", "per_sample_means", "RetainTraining", "train_on_retain",
+           "random_wrong_labels", "relabelled_forget", "relabelled_pass", "per_sample_means", "SGDTraining",
+           "RetainTraining", "LastKTraining", "train_on_retain",
            "train_last_k", "layer_blocks", "split_last_k", "modules_of"]
 
 
@@ -278,36 +279,64 @@ def fit(model: nn.Module, passes: Sequence[Pass], optim: Optim, *, epochs: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# cross-entropy training on the retain set (fine-tune, CF-k, EU-k)
+# the hyperparameters the SGD-trained methods share, and cross-entropy training on the retain set
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class RetainTraining:
-    """Hyperparameters of cross-entropy training on the retain set with SGD (the authors'
-    MUFAC recipe: lr 0.01, momentum 0.9, weight decay 5e-4, batch 32). ``schedule``: "constant"
-    or "cosine" (stepped per batch, to 0 over the whole run); ``augment``: the training
-    augmentation; ``amp``: bf16 autocast; ``max_steps``: cap the batches per epoch."""
+class SGDTraining:
+    """What every SGD-trained baseline sets: ``epochs`` of SGD (``lr``, ``momentum``,
+    ``weight_decay``: the kit's :data:`~dlfd_lib.optim.SGD_DEFAULTS`) over batches of
+    ``batch_size``; ``augment``: the training augmentation; ``amp``: bf16 autocast;
+    ``max_steps``: cap the batches of each pass per epoch (tests, benchmarks). A method's
+    dataclass derives from it, adds its own fields and restates the defaults its paper sets
+    differently. ``ALLOW_ZERO``: whether ``epochs=0`` / ``lr=0`` (a run that changes nothing
+    but what the method does before training) is allowed."""
 
-    epochs: int = 5
+    epochs: int = 1
     lr: float = 0.01
     momentum: float = SGD_DEFAULTS.momentum
     weight_decay: float = SGD_DEFAULTS.weight_decay
     batch_size: int = 32
     augment: bool = False
-    schedule: str = "constant"
     amp: bool = True
     max_steps: int | None = None
 
-    SCHEDULES: ClassVar[tuple[str, ...]] = ("constant", "cosine")
+    ALLOW_ZERO: ClassVar[bool] = False
 
     def __post_init__(self):
-        if self.schedule not in self.SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r}: choose 'constant' or 'cosine'")
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr >= 0:
-            raise ValueError(f"{type(self).__name__} needs epochs >= 0, batch_size >= 1 and lr >= 0; "
-                             f"got epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
+        low, rel = (0, ">=") if self.ALLOW_ZERO else (1, ">")
+        if self.epochs < low or self.batch_size < 1 or not (self.lr >= 0 if self.ALLOW_ZERO else self.lr > 0):
+            raise ValueError(f"{type(self).__name__} needs epochs >= {low}, batch_size >= 1 and "
+                             f"lr {rel} 0; got epochs={self.epochs}, batch_size={self.batch_size}, "
+                             f"lr={self.lr}")
 
     def optim(self, weight_decay: float | None = None) -> Optim:
+        """The SGD optimiser of these settings (``weight_decay`` overrides, e.g. 0 for SalUn)."""
         return Optim(self.lr, self.momentum, self.weight_decay if weight_decay is None else weight_decay)
+
+
+@dataclass
+class RetainTraining(SGDTraining):
+    """Cross-entropy training on the retain set (fine-tune, CF-k, EU-k) with the authors' MUFAC
+    recipe (lr 0.01, momentum 0.9, weight decay 5e-4, batch 32; 5 epochs). ``schedule``:
+    "constant" or "cosine" (stepped per batch, to 0 over the whole run)."""
+
+    epochs: int = 5
+    schedule: str = "constant"
+
+    ALLOW_ZERO: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule={self.schedule!r}: choose 'constant' or 'cosine'")
+        super().__post_init__()
+
+
+@dataclass
+class LastKTraining(RetainTraining):
+    """:class:`RetainTraining` of the last ``k`` layers only (CF-k, EU-k; k = 3 as the
+    benchmark's CF-3 / EU-3)."""
+
+    k: int = 3
 
 
 def _cosine(lr: float):
@@ -386,7 +415,8 @@ def modules_of(blocks) -> list[nn.Module]:
     return [m for _, mods in blocks for m in mods]
 
 
-def train_last_k(model: nn.Module, splits, hp, *, device, seed, progress, desc) -> tuple[list[dict], dict]:
+def train_last_k(model: nn.Module, splits, hp: LastKTraining, *, device, seed, progress,
+                 desc) -> tuple[list[dict], dict]:
     """Freeze all but the last ``hp.k`` layers (bitwise: no grad, not in the optimiser, eval mode)
     and train those on the retain set (:func:`train_on_retain`); ``requires_grad`` is restored
     afterwards."""

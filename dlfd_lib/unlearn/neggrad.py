@@ -44,28 +44,19 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from ..optim import SGD_DEFAULTS, Optim
-from .loop import Pass, batch_ce, cycle, fit, make_loader, seed_words
+from .loop import Pass, SGDTraining, batch_ce, cycle, fit, make_loader, seed_words
 from .registry import register
 
 __all__ = ["neggrad", "neggrad_plus", "NegGradHparams", "NegGradPlusHparams"]
 
 
 @dataclass
-class NegGradHparams:
-    """NegGrad: ``epochs`` of SGD (``lr``, momentum, weight decay) on -CE over forget batches of
-    ``batch_size``; ``augment``: training augmentation; ``amp``: bf16 autocast; ``max_steps``:
-    cap the batches per epoch. (No MUFAC values of the DLFD authors: 1 epoch at lr 1e-3 is an
-    assumption.)"""
+class NegGradHparams(SGDTraining):
+    """NegGrad: ``epochs`` of SGD on -CE over forget batches (the fields of
+    :class:`.loop.SGDTraining`). No MUFAC values of the DLFD authors: 1 epoch at lr 1e-3 is an
+    assumption."""
 
-    epochs: int = 1
     lr: float = 1e-3
-    momentum: float = SGD_DEFAULTS.momentum
-    weight_decay: float = SGD_DEFAULTS.weight_decay
-    batch_size: int = 32
-    augment: bool = False
-    amp: bool = True
-    max_steps: int | None = None
 
     PRESETS: ClassVar[dict] = {
         "paper": {"epochs": 1, "lr": 1e-3, "batch_size": 32},
@@ -80,14 +71,7 @@ class NegGradHparams:
                                     "augment": ("categorical", [False, True])}
     #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
     STRENGTH: ClassVar[tuple] = ("lr", (1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
-
-    def __post_init__(self):
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr >= 0:
-            raise ValueError(f"{type(self).__name__} needs epochs >= 0, batch_size >= 1 and lr >= 0; "
-                             f"got epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
-
-    def optim(self) -> Optim:
-        return Optim(self.lr, self.momentum, self.weight_decay)
+    ALLOW_ZERO: ClassVar[bool] = True
 
 
 @register("neggrad", NegGradHparams)

@@ -27,29 +27,20 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from ..optim import SGD_DEFAULTS, Optim
-from .loop import fit, relabelled_pass, seed_words
+from .loop import SGDTraining, fit, relabelled_pass, seed_words
 from .registry import register
 
 __all__ = ["random_label", "RandomLabelHparams"]
 
 
 @dataclass
-class RandomLabelHparams:
-    """Random labelling: ``epochs`` epochs of SGD (``lr``, momentum, weight decay) with CE on
-    forget (fixed random wrong labels) + retain in batches of ``batch_size``; ``augment``,
-    ``amp``, ``max_steps`` (cap the batches per epoch) as everywhere. SalUn's RL baseline on
-    CIFAR-10 random-data forgetting: SGD momentum 0.9, wd 5e-4, 10 epochs, lr ~0.01 (SalUn tunes
-    the RL lr per setting); batch 32 = the DLFD authors' MUFAC batch."""
+class RandomLabelHparams(SGDTraining):
+    """Random labelling: ``epochs`` epochs of SGD with CE on forget (fixed random wrong labels)
+    + retain (the fields of :class:`.loop.SGDTraining`). SalUn's RL baseline on CIFAR-10
+    random-data forgetting: SGD momentum 0.9, wd 5e-4, 10 epochs, lr ~0.01 (SalUn tunes the RL
+    lr per setting); batch 32 = the DLFD authors' MUFAC batch."""
 
     epochs: int = 10
-    lr: float = 0.01
-    momentum: float = SGD_DEFAULTS.momentum
-    weight_decay: float = SGD_DEFAULTS.weight_decay
-    batch_size: int = 32
-    augment: bool = False
-    amp: bool = True
-    max_steps: int | None = None
 
     PRESETS: ClassVar[dict] = {
         "paper": {"epochs": 10, "lr": 0.01, "batch_size": 32},
@@ -66,11 +57,6 @@ class RandomLabelHparams:
     #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
     STRENGTH: ClassVar[tuple] = ("lr", (1e-3, 3e-3, 1e-2, 3e-2))
 
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"random_label needs epochs >= 1, batch_size >= 1, lr > 0; got "
-                             f"epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
-
 
 @register("random_label", RandomLabelHparams)
 def random_label(model: nn.Module, splits, hp: RandomLabelHparams, *, device: torch.device,
@@ -80,7 +66,7 @@ def random_label(model: nn.Module, splits, hp: RandomLabelHparams, *, device: to
     seeds = seed_words(seed, 2)
     rl, n_relabelled = relabelled_pass(model, splits, batch_size=hp.batch_size, augment=hp.augment,
                                        seed=seeds[0], label_seed=seeds[1], device=device, amp=hp.amp)
-    history, steps = fit(model, [rl], Optim(hp.lr, hp.momentum, hp.weight_decay), epochs=hp.epochs,
+    history, steps = fit(model, [rl], hp.optim(), epochs=hp.epochs,
                          max_steps=hp.max_steps, device=device, desc="Random-Label",
                          phase="random_label", progress=progress)
     return history, {"n_forget_relabelled": n_relabelled, "epochs": hp.epochs, "steps": steps}

@@ -36,9 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..optim import SGD_DEFAULTS, Optim
 from ..utils import autocast, check_finite, to_device
-from .loop import Hooks, fit, relabelled_pass, seed_words
+from .loop import Hooks, SGDTraining, fit, relabelled_pass, seed_words
 from .registry import register
 
 __all__ = ["salun", "SalUnHparams", "saliency_mask", "MaskedUpdate"]
@@ -117,27 +116,20 @@ def _train_bn_frozen(model: nn.Module) -> None:
 
 
 @dataclass
-class SalUnHparams:
+class SalUnHparams(SGDTraining):
     """SalUn: the saliency mask keeps the top ``mask_ratio`` share of |grad forget CE| (computed
     in batches of ``mask_batch_size``); then ``epochs`` epochs of masked random labelling with SGD
-    (``lr``, momentum, weight decay on masked weights only) in batches of ``batch_size``.
+    (the fields of :class:`.loop.SGDTraining`; weight decay on masked weights only).
     ``freeze_bn_stats``: BatchNorm layers in eval mode while training; ``return_mask``: put the
-    mask (name -> bool CPU tensor, ~1 byte per weight) in ``info["mask"]``; ``augment``, ``amp``,
-    ``max_steps`` (cap the batches per epoch) as everywhere. SalUn paper, random-data forgetting
+    mask (name -> bool CPU tensor, ~1 byte per weight) in ``info["mask"]``. SalUn paper, random-data forgetting
     (CIFAR-10, ResNet-18): mask ratio 0.5, SGD momentum 0.9, wd 5e-4, 10 epochs, lr 0.013 (its
     released script for this setting); batch 32 = the DLFD authors' MUFAC batch (SalUn: 256)."""
 
     epochs: int = 10
     lr: float = 0.013
-    momentum: float = SGD_DEFAULTS.momentum
-    weight_decay: float = SGD_DEFAULTS.weight_decay
     mask_ratio: float = 0.5
-    batch_size: int = 32
     mask_batch_size: int = 64
-    augment: bool = False
     freeze_bn_stats: bool = False
-    amp: bool = True
-    max_steps: int | None = None
     return_mask: bool = False
 
     PRESETS: ClassVar[dict] = {
@@ -156,9 +148,7 @@ class SalUnHparams:
     STRENGTH: ClassVar[tuple] = ("mask_ratio", (0.1, 0.3, 0.5, 0.7, 0.9))
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"salun needs epochs >= 1, batch_size >= 1, lr > 0; got "
-                             f"epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
+        super().__post_init__()
         if not 0.0 <= self.mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio={self.mask_ratio} must lie in [0, 1]")
 
@@ -178,7 +168,7 @@ def salun(model: nn.Module, splits, hp: SalUnHparams, *, device: torch.device, s
         rl.train_mode = _train_bn_frozen
     masked = MaskedUpdate(model, masks, hp.weight_decay)
     # weight decay goes through MaskedUpdate (masked weights only), never through the optimiser
-    history, steps = fit(model, [rl], Optim(hp.lr, hp.momentum, weight_decay=0.0), epochs=hp.epochs,
+    history, steps = fit(model, [rl], hp.optim(weight_decay=0.0), epochs=hp.epochs,
                          max_steps=hp.max_steps, device=device, desc="SalUn", phase="salun",
                          progress=progress,
                          hooks=Hooks(before_step=masked.before_step, after_step=masked.after_step))

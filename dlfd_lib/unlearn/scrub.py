@@ -33,9 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..optim import SGD_DEFAULTS, Optim
 from ..utils import autocast, to_device
-from .loop import Pass, fit, frozen_copy, make_loader, seed_words
+from .loop import Pass, SGDTraining, fit, frozen_copy, make_loader, seed_words
 from .registry import register
 
 __all__ = ["scrub", "ScrubHparams", "distill_kl", "mean_forget_kl"]
@@ -65,29 +64,24 @@ def mean_forget_kl(student: nn.Module, teacher: nn.Module, loader, device: torch
 
 
 @dataclass
-class ScrubHparams:
+class ScrubHparams(SGDTraining):
     """SCRUB: ``epochs`` epochs; the first ``msteps`` start with a max-step pass on forget (batches
     of ``forget_batch_size``), every epoch has a min-step pass on retain (batches of
-    ``batch_size``: gamma * CE + alpha * KL), KL at ``temperature``; SGD (``lr``, momentum, weight
-    decay). ``monitor``: measure the forget KL in eval mode; ``max_steps`` caps each pass.
+    ``batch_size``: gamma * CE + alpha * KL), KL at ``temperature``; SGD (the fields of
+    :class:`.loop.SGDTraining`). ``monitor``: measure the forget KL in eval mode.
     SCRUB's example settings (its released notebooks): SGD lr 5e-4, momentum 0.9, wd 5e-4, 3
     epochs of which 2 with max-steps, T = 4, gamma 0.99 (CE), alpha 0.001 (KL), batches 128
     (retain) / 32 (forget)."""
 
     epochs: int = 3
-    msteps: int = 2
     lr: float = 5e-4
-    momentum: float = SGD_DEFAULTS.momentum
-    weight_decay: float = SGD_DEFAULTS.weight_decay
+    batch_size: int = 128
+    msteps: int = 2
     temperature: float = 4.0
     gamma: float = 0.99
     alpha: float = 0.001
-    batch_size: int = 128
     forget_batch_size: int = 32
-    augment: bool = False
-    amp: bool = True
     monitor: bool = True
-    max_steps: int | None = None
 
     PRESETS: ClassVar[dict] = {
         "paper": {"epochs": 3, "msteps": 2, "lr": 5e-4, "temperature": 4.0, "gamma": 0.99,
@@ -108,12 +102,11 @@ class ScrubHparams:
     STRENGTH: ClassVar[tuple] = ("msteps", (0, 1, 2, 3))
 
     def __post_init__(self):
-        if self.epochs < 1 or self.msteps < 0 or self.batch_size < 1 or self.forget_batch_size < 1 \
-                or not self.lr > 0 or not self.temperature > 0:
-            raise ValueError(f"scrub needs epochs >= 1, msteps >= 0, batch sizes >= 1, lr > 0 and "
-                             f"temperature > 0; got epochs={self.epochs}, msteps={self.msteps}, "
-                             f"batch_size={self.batch_size}, forget_batch_size={self.forget_batch_size}, "
-                             f"lr={self.lr}, temperature={self.temperature}")
+        super().__post_init__()
+        if self.msteps < 0 or self.forget_batch_size < 1 or not self.temperature > 0:
+            raise ValueError(f"scrub needs msteps >= 0, forget_batch_size >= 1 and temperature > 0; "
+                             f"got msteps={self.msteps}, forget_batch_size={self.forget_batch_size}, "
+                             f"temperature={self.temperature}")
 
 
 @register("scrub", ScrubHparams)
@@ -164,7 +157,7 @@ def scrub(model: nn.Module, splits, hp: ScrubHparams, *, device: torch.device, s
                    after=lambda e: {"max_step": e <= hp.msteps,
                                     **({"forget_kl": forget_kl()} if hp.monitor else {})})]
     start = [{"epoch": 0, "forget_kl": forget_kl()}] if hp.monitor else []
-    history, steps = fit(model, passes, Optim(hp.lr, hp.momentum, hp.weight_decay), epochs=hp.epochs,
+    history, steps = fit(model, passes, hp.optim(), epochs=hp.epochs,
                          max_steps=hp.max_steps, device=device, desc="SCRUB", progress=progress)
     return start + history, {"epochs": hp.epochs, "msteps_done": min(hp.msteps, hp.epochs),
                              "steps": steps}
