@@ -19,12 +19,18 @@ for the model before any update): ``epoch``, ``phase``, ``step`` (optimiser step
 ``loss`` (mean over the epoch's steps of the loss that was minimised), ``batches``, ``lr`` (at the
 end of the epoch), ``seconds`` (since the start of :func:`fit`), then each pass's own columns:
 by default the batch mean of every entry of ``sums``; a pass's ``summary(sums, batches)``
-replaces that (per-sample means, counts), and its ``after(epoch)`` adds measurements taken after the
-pass (SCRUB's eval-mode forget KL).
+replaces that (per-sample means, counts; it may restate ``loss`` as a per-image mean), and its
+``after(epoch)`` adds measurements taken after the pass (SCRUB's eval-mode forget KL).
+
+**Shared settings and helpers**: :class:`SGDTraining` holds the hyperparameters every
+SGD-trained baseline has (a method's dataclass derives from it); :func:`train_on_retain` is the
+retain fine-tuning of fine-tune / CF-k / EU-k; :func:`relabelled_pass` the pass of Random-Label
+and SalUn; :func:`layer_blocks` the layers CF-k and EU-k count. Methods share these through
+this module and never import one another.
 
 **Batches**: a loader over more images than one batch drops its last partial batch
-(:func:`drop_last`), so no BatchNorm layer sees a one-image batch in train mode; every loader of
-every method is built through :func:`make_loader` or :func:`shuffled_loader`, which apply it.
+(:func:`drop_last`), so no BatchNorm layer sees a one-image batch in train mode; every training
+loader of every method applies it (:func:`make_loader` and :func:`shuffled_loader` do).
 """
 from __future__ import annotations
 
@@ -45,11 +51,11 @@ from ..data.splits import SplitDataset
 from ..optim import SGD_DEFAULTS, Optim
 from ..utils import autocast, check_finite, to_device
 
-__all__ = ["fit", "Pass", "Hooks", "make_loader", "shuffled_loader", "drop_last", "cycle",
-           "seed_words", "batch_ce", "logits_of", "frozen_copy", "TaggedDataset",
-           "random_wrong_labels", "relabelled_forget", "relabelled_pass", "per_sample_means", "SGDTraining",
-           "RetainTraining", "LastKTraining", "train_on_retain",
-           "train_last_k", "layer_blocks", "split_last_k", "modules_of"]
+__all__ = ["fit", "Pass", "Hooks", "per_sample_means", "make_loader", "shuffled_loader", "drop_last",
+           "cycle", "seed_words", "batch_ce", "logits_of", "frozen_copy", "TaggedDataset",
+           "random_wrong_labels", "relabelled_forget", "relabelled_pass", "SGDTraining",
+           "RetainTraining", "LastKTraining", "train_on_retain", "train_last_k", "layer_blocks",
+           "split_last_k", "modules_of"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,61 +131,11 @@ class TaggedDataset(Dataset):
         return x, y, self.tag
 
 
-def random_wrong_labels(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
-    """One random label per sample, uniform over the classes other than its own (seeded)."""
-    if num_classes < 2:
-        raise ValueError("random labelling needs at least 2 classes")
-    labels = np.asarray(labels, dtype=np.int64)
-    shift = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))
-    return (labels + shift) % num_classes
-
-
-def relabelled_forget(splits, augment: bool, label_seed: int) -> SplitDataset:
-    """The forget split with one fixed random wrong label per image (:func:`random_wrong_labels`)."""
-    forget = splits.dataset("forget", augment)
-    new_labels = random_wrong_labels(forget.labels, splits.num_classes, label_seed)
-    return SplitDataset(forget.source, new_labels, forget.transform, forget.identities)
-
-
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
 def _batch_means(sums: dict[str, float], batches: int) -> dict[str, float]:
     return {k: v / batches if batches else float("nan") for k, v in sums.items()}
-
-
-def relabelled_pass(model: nn.Module, splits, *, batch_size: int, augment: bool, seed: int,
-                    label_seed: int, device: torch.device, amp: bool) -> tuple[Pass, int]:
-    """Random labelling's pass (Random-Label, SalUn): one shuffled loader over the forget set with
-    fixed random wrong labels (:func:`relabelled_forget`, tag 1) and the retain set with its true
-    labels (tag 0); each step the mean CE of the mixed batch. Columns ``ce_forget``,
-    ``ce_retain`` (per-sample means) and the counts. Returns the pass and the number of
-    relabelled forget images."""
-    forget_rl = relabelled_forget(splits, augment, label_seed)
-    union = ConcatDataset([TaggedDataset(forget_rl, 1), TaggedDataset(splits.dataset("retain", augment), 0)])
-    loader = shuffled_loader(union, batch_size, seed)
-
-    def step(batch):
-        x, y, tag = batch
-        y, tag = y.to(device, non_blocking=True), tag.to(device, non_blocking=True).bool()
-        per = F.cross_entropy(logits_of(model, x, device, amp).float(), y, reduction="none")
-        with torch.no_grad():
-            tf = tag.float()
-            sums = {"ce_forget": (per * tf).sum(), "ce_retain": (per * (1 - tf)).sum(),
-                    "n_forget": tf.sum(), "n_retain": (1 - tf).sum()}
-        return per.mean(), sums
-
-    return Pass(loader, step, summary=lambda sums, n: per_sample_means(sums, "ce")), len(forget_rl)
-
-
-def per_sample_means(sums: dict[str, float], term: str) -> dict[str, Any]:
-    """History columns of a pass over mixed forget/retain batches whose ``sums`` hold per-sample
-    sums ``f"{term}_forget"``, ``f"{term}_retain"`` and the counts ``n_forget``, ``n_retain``:
-    the two means (NaN without samples) and the counts."""
-    nf, nr = sums["n_forget"], sums["n_retain"]
-    return {f"{term}_forget": sums[f"{term}_forget"] / nf if nf else float("nan"),
-            f"{term}_retain": sums[f"{term}_retain"] / nr if nr else float("nan"),
-            "n_forget": int(nf), "n_retain": int(nr)}
 
 
 def _train(model: nn.Module) -> None:
@@ -256,7 +212,7 @@ def fit(model: nn.Module, passes: Sequence[Pass], optim: Optim, *, epochs: int,
                     hooks.after_step()
                 loss_sum += loss.detach()
                 for k, v in terms.items():
-                    sums[k] = sums[k] + v if k in sums else v.detach().clone()
+                    sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
                 n += 1
                 step += 1
                 bar.update(1)
@@ -276,6 +232,59 @@ def fit(model: nn.Module, passes: Sequence[Pass], optim: Optim, *, epochs: int,
     opt.zero_grad(set_to_none=True)
     model.eval()
     return history, step
+
+
+def per_sample_means(sums: dict[str, float], term: str) -> dict[str, Any]:
+    """History columns of a pass over mixed forget/retain batches whose ``sums`` hold per-sample
+    sums ``f"{term}_forget"``, ``f"{term}_retain"`` and the counts ``n_forget``, ``n_retain``:
+    the two means (NaN without samples) and the counts."""
+    nf, nr = sums["n_forget"], sums["n_retain"]
+    return {f"{term}_forget": sums[f"{term}_forget"] / nf if nf else float("nan"),
+            f"{term}_retain": sums[f"{term}_retain"] / nr if nr else float("nan"),
+            "n_forget": int(nf), "n_retain": int(nr)}
+
+
+# ---------------------------------------------------------------------------------------------
+# random labelling (Random-Label, SalUn)
+# ---------------------------------------------------------------------------------------------
+def random_wrong_labels(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
+    """One random label per sample, uniform over the classes other than its own (seeded)."""
+    if num_classes < 2:
+        raise ValueError("random labelling needs at least 2 classes")
+    labels = np.asarray(labels, dtype=np.int64)
+    shift = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))
+    return (labels + shift) % num_classes
+
+
+def relabelled_forget(splits, augment: bool, label_seed: int) -> SplitDataset:
+    """The forget split with one fixed random wrong label per image (:func:`random_wrong_labels`)."""
+    forget = splits.dataset("forget", augment)
+    new_labels = random_wrong_labels(forget.labels, splits.num_classes, label_seed)
+    return SplitDataset(forget.source, new_labels, forget.transform, forget.identities)
+
+
+def relabelled_pass(model: nn.Module, splits, *, batch_size: int, augment: bool, seed: int,
+                    label_seed: int, device: torch.device, amp: bool) -> tuple[Pass, int]:
+    """Random labelling's pass (Random-Label, SalUn): one shuffled loader over the forget set with
+    fixed random wrong labels (:func:`relabelled_forget`, tag 1) and the retain set with its true
+    labels (tag 0); each step the mean CE of the mixed batch. Columns ``ce_forget``,
+    ``ce_retain`` (per-sample means) and the counts. Returns the pass and the number of
+    relabelled forget images."""
+    forget_rl = relabelled_forget(splits, augment, label_seed)
+    union = ConcatDataset([TaggedDataset(forget_rl, 1), TaggedDataset(splits.dataset("retain", augment), 0)])
+    loader = shuffled_loader(union, batch_size, seed)
+
+    def step(batch):
+        x, y, tag = batch
+        y, tag = y.to(device, non_blocking=True), tag.to(device, non_blocking=True).bool()
+        per = F.cross_entropy(logits_of(model, x, device, amp).float(), y, reduction="none")
+        with torch.no_grad():
+            tf = tag.float()
+            sums = {"ce_forget": (per * tf).sum(), "ce_retain": (per * (1 - tf)).sum(),
+                    "n_forget": tf.sum(), "n_retain": (1 - tf).sum()}
+        return per.mean(), sums
+
+    return Pass(loader, step, summary=lambda sums, n: per_sample_means(sums, "ce")), len(forget_rl)
 
 
 # ---------------------------------------------------------------------------------------------
