@@ -249,3 +249,17 @@ def test_the_readme_example_method_registers_and_runs(splits, model):
     finally:
         registry_mod._METHODS.pop("my_method", None)
         sys.modules.pop(name, None)
+
+
+def test_notebook_overrides_are_flat_names_checked_against_the_dataclass():
+    from dlfd_lib.pipeline import ParameterError, select_notebooks, validate_parameters
+    paths = select_notebooks(None)
+    validate_parameters(paths, {"dlfd_overrides": {"max_steps": 2, "K": 3},
+                                "curve_overrides": {"neggrad": {"max_steps": 2}}}, "smoke")
+    with pytest.raises(ParameterError) as err:
+        validate_parameters(paths, {"dlfd_overrides": {"nope": 1},
+                                    "curve_overrides": {"neggrad": {"alhpa": 1}}}, "smoke")
+    msg = str(err.value)
+    dlfd_fields = sorted(f.name for f in dataclasses.fields(get_method("dlfd").hparams_cls))
+    assert "dlfd_overrides: unknown key 'nope'; accepted keys: " + ", ".join(dlfd_fields) in msg
+    assert "curve_overrides['neggrad']: unknown key 'alhpa'" in msg
