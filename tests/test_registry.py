@@ -84,10 +84,13 @@ def test_a_method_is_a_dataclass_its_presets_and_a_function():
 
     with pytest.raises(ValueError, match="a=-1.0 must be > 0"):  # presets are checked at import
         register("_checked", Checked)(_fn)
+    with pytest.raises(ValueError, match="the paper's values are the field defaults"):
+        register("_paper_preset", dataclasses.make_dataclass(
+            "P", [("a", float, 1.0)], namespace={"PRESETS": {"paper": {"a": 2.0}}}))(_fn)
     with pytest.raises(ValueError, match="unknown profile"):
         register("_bad_profile", dataclasses.make_dataclass(
             "P", [("a", float, 1.0)], namespace={"PRESETS": {"huge": {"a": 2.0}}}))(_fn)
-    assert not {"_not_a_dataclass", "_no_default", "_checked", "_bad_profile"} & set(available_methods())
+    assert not {"_not_a_dataclass", "_no_default", "_checked", "_paper_preset", "_bad_profile"} & set(available_methods())
 
 
 def test_flat_names_build_the_dataclass_and_unknown_names_say_method_name_and_valid(splits, model):
@@ -132,6 +135,7 @@ def test_every_method_declares_its_settings_in_one_dataclass():
         assert dataclasses.is_dataclass(cls), name
         fields = {f.name: f.default for f in dataclasses.fields(cls)}
         assert method.hparams == fields, name
+        assert method_defaults(name, "paper") == fields, f"{name}: the paper's values are the field defaults"
         for profile in PROFILE_NAMES:  # every preset builds a valid instance
             assert dataclasses.asdict(cls(**method_defaults(name, profile))) == method_defaults(name, profile)
         if "momentum" in fields:  # the kit's optimiser settings, written once (dlfd_lib.optim)

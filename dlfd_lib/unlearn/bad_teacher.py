@@ -91,7 +91,6 @@ class BadTeacherHparams:
     max_steps: int | None = None
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"epochs": 1, "lr": 1e-4, "temperature": 1.0, "retain_frac": 0.3, "batch_size": 256},
         # CPU demo (untuned): the paper's recipe with smaller batches
         "quick": {"epochs": 1, "lr": 1e-4, "temperature": 1.0, "retain_frac": 0.3, "batch_size": 64},
         "smoke": {"epochs": 1, "lr": 1e-3, "temperature": 1.0, "retain_frac": 0.5, "batch_size": 8},

@@ -59,8 +59,6 @@ class CFkHparams(LastKTraining):
     (:class:`.loop.LastKTraining`)."""
 
     PRESETS: ClassVar[dict] = {
-        # k = 3 as the benchmark's CF-3; the authors' recipe; 5 epochs is an assumption
-        "paper": {"k": 3, "epochs": 5, "lr": 0.01, "batch_size": 32},
         "quick": {"k": 3, "epochs": 3, "lr": 0.01, "batch_size": 32},
         "smoke": {"k": 3, "epochs": 1, "lr": 0.01, "batch_size": 16},
     }

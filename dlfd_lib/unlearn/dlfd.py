@@ -437,10 +437,6 @@ class DLFDHparams:
     shuffle_retain: bool | None = None
 
     PRESETS: ClassVar[dict] = {
-        # the authors' MUFAC values (paper-notes.md); alpha in normalised pixel units (see above)
-        "paper": {"lr": 0.008, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 15, "alpha": 0.4,
-                  "forget_threshold": 0.15, "max_fs": 0.09, "batch_size": 32,
-                  "monitor_every": 10, "monitor_size": 512, "val_size": None},
         # CPU demo on the quick synthetic data: fewer, smaller perturbation steps and a lower lr
         # (the quick original ends its one-cycle schedule at lr ~0, so lr 0.01 fine-tuning costs
         # accuracy); thresholds relative to the original's validation FS, as the paper's 0.15 /

@@ -94,8 +94,6 @@ class EUkHparams(LastKTraining):
     authors' SGD recipe (:class:`.loop.LastKTraining`)."""
 
     PRESETS: ClassVar[dict] = {
-        # k = 3; the authors' recipe; 5 epochs is an assumption
-        "paper": {"k": 3, "epochs": 5, "lr": 0.01, "batch_size": 32},
         "quick": {"k": 3, "epochs": 3, "lr": 0.01, "batch_size": 32},
         "smoke": {"k": 3, "epochs": 1, "lr": 0.01, "batch_size": 16},
     }

@@ -43,8 +43,6 @@ class FinetuneHparams(RetainTraining):
     training recipe: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 32; 5 epochs)."""
 
     PRESETS: ClassVar[dict] = {
-        # the authors' training recipe (SGD 0.01 / 0.9 / 5e-4, batch 32); 5 epochs is an assumption
-        "paper": {"epochs": 5, "lr": 0.01, "batch_size": 32},
         "quick": {"epochs": 3, "lr": 0.01, "batch_size": 32},
         "smoke": {"epochs": 1, "lr": 0.01, "batch_size": 16},
     }

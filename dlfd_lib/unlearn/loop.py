@@ -326,7 +326,8 @@ class SGDTraining:
 @dataclass
 class RetainTraining(SGDTraining):
     """Cross-entropy training on the retain set (fine-tune, CF-k, EU-k) with the authors' MUFAC
-    recipe (lr 0.01, momentum 0.9, weight decay 5e-4, batch 32; 5 epochs). ``schedule``:
+    recipe (lr 0.01, momentum 0.9, weight decay 5e-4, batch 32) for 5 epochs (an assumption: the
+    paper notes do not give the baselines' epoch count). ``schedule``:
     "constant" or "cosine" (stepped per batch, to 0 over the whole run)."""
 
     epochs: int = 5

@@ -59,7 +59,6 @@ class NegGradHparams(SGDTraining):
     lr: float = 1e-3
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"epochs": 1, "lr": 1e-3, "batch_size": 32},
         "quick": {"epochs": 1, "lr": 1e-3, "batch_size": 32},
         "smoke": {"epochs": 1, "lr": 1e-3, "batch_size": 16},
     }
@@ -101,7 +100,6 @@ class NegGradPlusHparams(NegGradHparams):
     lr: float = 0.01
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"alpha": 0.999, "epochs": 1, "lr": 0.01, "batch_size": 32},
         "quick": {"alpha": 0.99, "epochs": 2, "lr": 0.01, "batch_size": 32},
         "smoke": {"alpha": 0.99, "epochs": 1, "lr": 0.01, "batch_size": 16},
     }

@@ -43,7 +43,6 @@ class RandomLabelHparams(SGDTraining):
     epochs: int = 10
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"epochs": 10, "lr": 0.01, "batch_size": 32},
         # CPU demo (untuned): 2 epochs over retain + forget of the quick synthetic data
         "quick": {"epochs": 2, "lr": 0.01, "batch_size": 64},
         "smoke": {"epochs": 1, "lr": 0.01, "batch_size": 8},

@@ -23,8 +23,9 @@ registered together with a decorator::
 * The function receives the model (already on ``device``, in channels_last), the
   :class:`~dlfd_lib.data.splits.UnlearningSplits`, an instance ``hp`` of its dataclass and the
   keyword arguments ``device`` (a ``torch.device``), ``seed`` and ``progress`` (show tqdm bars).
-* **One home per hyperparameter**: the dataclass's field defaults are the paper's values;
-  ``PRESETS[profile]`` overrides them per profile; the caller's flat ``**hparams`` (``unlearn``,
+* **One home per hyperparameter**: the dataclass's field defaults are the paper's values (the
+  ``paper`` profile); ``PRESETS`` overrides them for the smaller profiles (``smoke``, ``quick``;
+  a ``paper`` entry is refused); the caller's flat ``**hparams`` (``unlearn``,
   notebook parameters, ``dlfd run -p``, ``run_benchmark(method_overrides=)``) override both.
   Names are checked against the dataclass's fields (an unknown one is a ``TypeError`` naming
   the method, the name and the valid ones); the values are checked by the dataclass itself
@@ -200,6 +201,10 @@ def register(name: str, hparams: type) -> Callable:
         values = _fields_of(name, hparams)
         _check_signature(name, fn)
         presets = {k: dict(v) for k, v in getattr(hparams, "PRESETS", {}).items()}
+        if "paper" in presets:
+            raise ValueError(f"method {name!r}: PRESETS['paper'] – the paper's values are the field "
+                             f"defaults of {hparams.__name__}; change them there (PRESETS holds "
+                             f"the smaller profiles)")
         for profile, preset in presets.items():
             if profile not in PROFILE_NAMES:
                 raise ValueError(f"method {name!r}: unknown profile {profile!r} in PRESETS; "
@@ -240,8 +245,8 @@ def get_method(name: str) -> _Method:
 
 def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
     """The hyperparameters method ``name`` runs with under ``profile``, flat: its dataclass's
-    field defaults updated by ``PRESETS[profile]`` (a profile the method does not list uses the
-    field defaults alone)."""
+    field defaults (the paper's values) updated by ``PRESETS[profile]`` (``paper``, and a profile
+    the method does not list, use the field defaults alone)."""
     method = get_method(name)
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}")

@@ -133,7 +133,6 @@ class SalUnHparams(SGDTraining):
     return_mask: bool = False
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"epochs": 10, "lr": 0.013, "mask_ratio": 0.5, "batch_size": 32},
         # CPU demo (untuned)
         "quick": {"epochs": 2, "lr": 0.013, "mask_ratio": 0.5, "batch_size": 64},
         "smoke": {"epochs": 1, "lr": 0.01, "mask_ratio": 0.5, "batch_size": 8},

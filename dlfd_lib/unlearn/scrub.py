@@ -84,8 +84,6 @@ class ScrubHparams(SGDTraining):
     monitor: bool = True
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"epochs": 3, "msteps": 2, "lr": 5e-4, "temperature": 4.0, "gamma": 0.99,
-                  "alpha": 0.001, "batch_size": 128, "forget_batch_size": 32},
         # CPU demo (untuned): the same recipe with smaller retain batches
         "quick": {"epochs": 3, "msteps": 2, "lr": 5e-4, "temperature": 4.0, "gamma": 0.99,
                   "alpha": 0.001, "batch_size": 64, "forget_batch_size": 32},

@@ -166,8 +166,6 @@ class UnsirHparams:
     max_steps: int | None = None
 
     PRESETS: ClassVar[dict] = {
-        "paper": {"noise_steps": 40, "noise_lr": 0.1, "noise_lambda": 0.1, "impair_lr": 0.02,
-                  "repair_lr": 0.01, "optimizer": "adam", "batch_size": 32, "retain_frac": 1.0},
         # CPU demo (untuned): SGD instead of Adam at the paper's learning rates, fewer noise steps
         "quick": {"noise_steps": 10, "noise_lr": 0.1, "noise_lambda": 0.1, "impair_lr": 0.02,
                   "repair_lr": 0.01, "optimizer": "sgd", "batch_size": 64, "retain_frac": 1.0},
