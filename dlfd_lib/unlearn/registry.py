@@ -117,7 +117,7 @@ class _Method:
     fn: Callable
     hparams_cls: type                # the method's hyperparameter dataclass
     hparams: dict[str, Any]          # name -> field default (the paper's value)
-    defaults: dict[str, dict[str, Any]]  # profile -> overrides (the dataclass's PRESETS)
+    presets: dict[str, dict[str, Any]]  # profile -> overrides (the dataclass's PRESETS)
     doc: str
     search_space: dict[str, Any] = field(default_factory=dict)  # name -> spec (see module doc)
     strength: tuple[str, tuple] | None = None  # (hyperparameter, values weak -> strong)
@@ -250,7 +250,7 @@ def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
     method = get_method(name)
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
-    return {**method.hparams, **method.defaults.get(profile, {})}
+    return {**method.hparams, **method.presets.get(profile, {})}
 
 
 def method_search_space(name: str) -> dict[str, Any]:
