@@ -246,7 +246,7 @@ def test_the_readme_example_method_registers_and_runs(splits, model):
         assert method_defaults("my_method", "smoke")["epochs"] == 1
         res = unlearn("my_method", model, splits, profile="smoke", device="cpu", progress=False)
         h = res.history
-        assert list(h["epoch"]) == [1] and {"retain_ce", "loss", "step", "lr"} <= set(h.columns)
+        assert list(h["epoch"]) == [1] and {"ce_retain", "loss", "step", "lr"} <= set(h.columns)
         assert res.info["steps"] == h["step"].iloc[-1] >= 1
         with pytest.raises(ValueError, match="lr=-1"):
             unlearn("my_method", model, splits, profile="smoke", device="cpu", lr=-1)
