@@ -78,8 +78,8 @@ def time_dlfd(model, splits, device, args, hp) -> dict:
     batches (each ends with one monitor), the difference divided by the extra batches."""
     common = dict(profile=args.profile, device=device, seed=0, forget_threshold=-1.0,
                   monitor_every=10**9, **hp)
-    short = unlearn("dlfd", model, splits, max_batches=args.warmup, **common)
-    long = unlearn("dlfd", model, splits, max_batches=args.warmup + args.batches, **common)
+    short = unlearn("dlfd", model, splits, max_steps=args.warmup, **common)
+    long = unlearn("dlfd", model, splits, max_steps=args.warmup + args.batches, **common)
     per_batch = (long.info["seconds"] - short.info["seconds"]) / args.batches
     return {"per_batch_s": per_batch, "short_run_s": short.info["seconds"],
             "long_run_s": long.info["seconds"]}

@@ -37,7 +37,7 @@ from dlfd_lib.data import load_splits  # noqa: E402
 from dlfd_lib.model import build_model  # noqa: E402
 from dlfd_lib.pipeline import get_profile  # noqa: E402
 from dlfd_lib.train import TrainConfig, make_optimizer  # noqa: E402
-from dlfd_lib.unlearn.finetune import batch_ce  # noqa: E402
+from dlfd_lib.unlearn.loop import batch_ce  # noqa: E402
 from dlfd_lib.utils import autocast, resolve_device, to_device  # noqa: E402
 
 

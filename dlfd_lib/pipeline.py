@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__
+from .optim import SGD_DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 # protocol.* -> dlfd_lib.protocol.ProtocolConfig (tuning seeds, evaluation seeds, Optuna trials per
 #   method, points per trade-off front, attack bootstrap resamples; see README "The protocol")
 _COMMON_DATA = {"forget_frac": 0.15}
-_COMMON_TRAIN = {"weight_decay": 5e-4, "momentum": 0.9}
+_COMMON_TRAIN = {"weight_decay": SGD_DEFAULTS.weight_decay, "momentum": SGD_DEFAULTS.momentum}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .data.splits import UnlearningSplits, content_digest
 from .model import CheckpointError, FaceClassifier, build_model, load_checkpoint, save_checkpoint
+from .optim import SGD_DEFAULTS
 from .utils import to_jsonable, autocast, check_finite, resolve_device, seed_everything, to_device
 
 ROLES = {"original": "train", "retrained": "retain"}
@@ -45,8 +46,8 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 32
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = SGD_DEFAULTS.momentum
+    weight_decay: float = SGD_DEFAULTS.weight_decay
     schedule: str = "cosine"  # "cosine" (the paper) or "onecycle" (fast CPU recipe)
     warmup_frac: float = 0.25  # one-cycle only: share of steps spent warming up
     augment: bool = True

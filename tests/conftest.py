@@ -44,3 +44,42 @@ def pytest_report_header(config):
     source = (f"DLFD_TEST_THREADS={os.environ['DLFD_TEST_THREADS']}" if os.environ.get("DLFD_TEST_THREADS")
               else "cores // xdist workers" if _THREADS else "torch's default")
     return f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()} ({source})"
+
+
+# ---------------------------------------------------------------------------------------------
+# shared fixtures (a test file that needs other data declares its own fixture of the same name)
+@pytest.fixture(scope="module")
+def splits():
+    """Tiny, learnable splits (helpers.tiny_splits): 36 retain, 12 forget / val / test images,
+    32 px, 3 classes, 4 images per identity; smoke batch 16 -> 2 retain batches, 1 forget."""
+    from helpers import tiny_splits
+    return tiny_splits()
+
+
+@pytest.fixture(scope="module")
+def model(splits):
+    """An untrained FaceClassifier for ``splits`` (seed 0), in eval mode."""
+    from dlfd_lib.model import build_model
+    torch.manual_seed(0)
+    return build_model(splits.num_classes).eval()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(splits, model):
+    """``smoke_run(name)``: method ``name`` run once per test module on ``splits`` / ``model``
+    (smoke profile, CPU, seed 0), cached; the caller's model is checked to be untouched."""
+    import copy
+
+    from dlfd_lib.unlearn import unlearn
+    cache = {}
+    before = copy.deepcopy(model.state_dict())
+
+    def run(name):
+        if name not in cache:
+            cache[name] = unlearn(name, model, splits, profile="smoke", device="cpu", seed=0,
+                                  progress=False)
+            for k, v in model.state_dict().items():
+                assert torch.equal(v, before[k]), f"{name} changed the caller's {k}"
+        return cache[name]
+
+    return run

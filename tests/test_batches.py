@@ -9,13 +9,6 @@ from dlfd_lib.data import batches as B
 from dlfd_lib.data.splits import (IMAGENET_MEAN, IMAGENET_STD, FileSource, SplitDataset,
                                   UnlearningSplits, eval_transform)
 
-from helpers import tiny_splits
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return tiny_splits()
-
 
 def test_eval_batches_equal_the_per_image_transform(splits):
     fast = splits.loader("val", batch_size=5, shuffle=False)

@@ -13,7 +13,7 @@ from torch import nn
 from dlfd_lib import collapse as K
 from dlfd_lib.model import build_model
 
-from helpers import few_threads, tiny_splits
+from helpers import few_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -224,11 +224,6 @@ def test_cka_matches_bruteforce_and_edge_cases():
 # --------------------------------------------------------------------------------------------
 # end to end on a tiny model
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def splits():
-    return tiny_splits()
-
-
 @pytest.fixture(scope="module")
 def models(splits):
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""DLFD, its OT distance and the unlearning registry (fast, CPU)."""
+"""DLFD and its OT distance (fast, CPU; the registry: test_registry.py)."""
 import copy
 
 import numpy as np
@@ -6,9 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dlfd_lib.model import build_model
-from dlfd_lib.unlearn import (PROFILE_NAMES, UnlearnResult, available_methods, method_defaults,
-                              register, unlearn)
+from dlfd_lib.unlearn import unlearn
 from dlfd_lib.unlearn import dlfd as dlfd_mod
 from dlfd_lib.unlearn.dlfd import (Perturbation, retain_weight, select_checkpoint, valid_range)
 from dlfd_lib.unlearn.ot import cosine_cost, mean_feature_distance, ot_distance, sinkhorn_plan
@@ -19,12 +17,6 @@ from helpers import tiny_splits
 @pytest.fixture(scope="module")
 def splits():
     return tiny_splits(n_per_class=16)  # 48 retain images: 6 batches of 8 (smoke: 3 of 16)
-
-
-@pytest.fixture(scope="module")
-def model(splits):
-    torch.manual_seed(0)
-    return build_model(splits.num_classes).eval()
 
 
 def _batch(splits, n=8, name="retain"):
@@ -151,39 +143,6 @@ def test_select_checkpoint():
 
 
 # ---------------------------------------------------------------------------------------------
-# the registry
-def test_registry_lists_validates_and_does_not_mutate(splits, model):
-    assert "dlfd" in available_methods()
-    assert set(PROFILE_NAMES) == set(__import__("dlfd_lib.pipeline", fromlist=["PROFILES"]).PROFILES)
-    paper = method_defaults("dlfd", "paper")
-    assert (paper["lr"], paper["w_f"], paper["w_t0"], paper["w_t1"], paper["K"], paper["alpha"],
-            paper["forget_threshold"], paper["max_fs"], paper["batch_size"]) == \
-        (0.008, 3.0, 0.0, 1.0, 15, 0.4, 0.15, 0.09, 32)
-    assert paper["momentum"] == 0.9 and paper["weight_decay"] == 5e-4 and paper["eps"] is None
-    with pytest.raises(KeyError, match="dlfd"):
-        unlearn("dlfdd", model, splits)
-    with pytest.raises(TypeError, match="valid:.*alpha"):
-        unlearn("dlfd", model, splits, profile="smoke", device="cpu", alhpa=0.1)
-    with pytest.raises(ValueError, match="profile"):
-        method_defaults("dlfd", "huge")
-    with pytest.raises(ValueError, match="unknown hyperparameters"):
-        register("broken", defaults={"smoke": {"nope": 1}})(lambda model, splits, *, device, seed, progress, a=1: None)
-    with pytest.raises(TypeError, match="must accept"):
-        register("broken")(lambda model, splits, *, device, a=1: None)
-    assert "broken" not in available_methods()
-    before = copy.deepcopy(model.state_dict())
-    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", seed=0, max_batches=2)
-    assert isinstance(res, UnlearnResult) and res.model is not model
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k]), f"unlearn() changed the caller's {k}"
-    m, hist = res  # unpacks as (model, history)
-    assert m is res.model and isinstance(hist, pd.DataFrame)
-    assert res.info["method"] == "dlfd" and res.info["seconds"] > 0
-    mine = copy.deepcopy(model)
-    assert unlearn("dlfd", mine, splits, profile="smoke", device="cpu", max_batches=1, inplace=True).model is mine
-
-
-# ---------------------------------------------------------------------------------------------
 # end to end
 def test_end_to_end_history_and_determinism(splits, model):
     kw = dict(profile="smoke", device="cpu", seed=3, feature_layer="penultimate", forget_threshold=-1.0,
@@ -288,11 +247,11 @@ def test_released_unshuffled_batches_are_grouped_by_person():
 
 
 def test_released_mode_runs_and_reports_switches(splits, model):
-    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", released_code=True, max_batches=3)
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", released_code=True, max_steps=3)
     assert res.info["switches"] == {"ot_on_clean": True, "clamp01": True, "eval_after_first_monitor": True,
                                     "unbalanced_monitor": True, "reperturb": True, "shuffle_retain": False}
     one = unlearn("dlfd", model, splits, profile="smoke", device="cpu", released_code=True,
-                  clamp01=False, max_batches=1)
+                  clamp01=False, max_steps=1)
     assert one.info["switches"]["clamp01"] is False and one.info["switches"]["ot_on_clean"] is True
 
 
@@ -313,11 +272,11 @@ def test_train_eval_modes_paper_vs_released(splits, model, monkeypatch):
         return original(self, m, *args, **kw)
 
     monkeypatch.setattr(Perturbation, "grad", spy)
-    unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_batches=4,
+    unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_steps=4,
             forget_threshold=-1.0)
     assert seen and not any(seen), "paper mode: delta-steps run in eval mode"
     seen.clear()
-    unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_batches=4,
+    unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_steps=4,
             forget_threshold=-1.0, eval_after_first_monitor=True)
     k = 2  # smoke: K = 2 steps per batch, first monitor after batch 2 (monitor_every = 2)
     assert seen == [True] * (2 * k) + [False] * (2 * k), seen

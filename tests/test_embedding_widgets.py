@@ -10,12 +10,6 @@ import torch  # noqa: E402
 from dlfd_lib import plots, widgets  # noqa: E402
 from dlfd_lib.embedding import fit_umap, model_features, reference_images, relative_representation  # noqa: E402
 from dlfd_lib.model import build_model  # noqa: E402
-from helpers import tiny_splits  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return tiny_splits()
 
 
 def test_reference_images_are_seeded_and_sized(splits):

@@ -1,4 +1,5 @@
 """Issue 15: split discipline, the tuner, paired statistics, fronts and the resumable protocol."""
+import dataclasses
 import json
 
 import numpy as np
@@ -11,26 +12,11 @@ from dlfd_lib.data.view import (MethodSplits, TestSplitAccessError, method_view,
                                 validation_halves)
 from dlfd_lib.fronts import describe_fronts, front_leaders, mark_fronts, pareto_front
 from dlfd_lib.metrics import mia, predict
-from dlfd_lib.model import build_model
 from dlfd_lib.stats import (add_reference_gaps, avg_gap, mia_sampling_sd, paired_bootstrap,
                             paired_table, verdict)
-from dlfd_lib.unlearn import (available_methods, method_search_space, method_strength, register,
-                              unlearn)
+from dlfd_lib.unlearn import available_methods, register, unlearn
 from dlfd_lib.unlearn import registry as registry_mod
 from dlfd_lib.unlearn.dlfd import DLFDMonitor
-
-from helpers import tiny_splits
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return tiny_splits()  # 36 retain, 12 forget / val / test, 4 images per identity
-
-
-@pytest.fixture(scope="module")
-def model(splits):
-    torch.manual_seed(0)
-    return build_model(splits.num_classes).eval()
 
 
 class _Tripwire:
@@ -83,10 +69,14 @@ def test_validation_halves_are_disjoint_whole_people_and_cover_val(splits):
 def test_the_registry_hands_methods_a_view_without_test(splits, model):
     seen = {}
 
-    @register("_peek_at_test")
-    def peek(model, splits, *, device, seed, progress, look=True):
+    @dataclasses.dataclass
+    class PeekHparams:
+        look: bool = True
+
+    @register("_peek_at_test", PeekHparams)
+    def peek(model, splits, hp, *, device, seed, progress):
         seen["type"] = type(splits)
-        if look:
+        if hp.look:
             splits.test
         return [], {}
 
@@ -110,7 +100,7 @@ def test_no_registered_method_reads_the_test_split(splits, model):
         if name.startswith("_"):
             continue
         hp = get_method(name).hparams  # the shortest run each method allows
-        caps = {k: v for k, v in {"max_batches": 2, "max_steps": 2, "epochs": 1}.items() if k in hp}
+        caps = {k: v for k, v in {"max_steps": 2, "epochs": 1}.items() if k in hp}
         unlearn(name, model, poisoned, profile="smoke", device="cpu", seed=0, progress=False, **caps)
     assert trip.reads == 0
 
@@ -136,23 +126,6 @@ def test_dlfd_monitor_reads_forget_vs_validation_balanced_and_seeded(splits, mod
     want = mia(f, v["losses"], seed=0, balance=False)
     assert rel(model)["mia"] == pytest.approx(want["mia"], abs=1e-9)
     assert rel(model) == rel(model), "the released monitor is deterministic"
-
-
-# ---------------------------------------------------------------------------------------------
-# search spaces
-def test_every_method_declares_a_search_space_and_a_strength():
-    for name in available_methods():
-        space, knob = method_search_space(name), method_strength(name)
-        assert space, f"{name} declares no search space"
-        assert knob is not None and len(knob[1]) >= 2
-    assert method_search_space("dlfd")["threshold_mode"] == "relative"
-    with pytest.raises(ValueError, match="low < high"):
-        register("_bad_space", search_space={"a": ("float", 1.0, 0.5)})(
-            lambda model, splits, *, device, seed, progress, a=1.0: None)
-    with pytest.raises(ValueError, match="unknown hyperparameters"):
-        register("_bad_space", search_space={"b": ("int", 1, 3)})(
-            lambda model, splits, *, device, seed, progress, a=1.0: None)
-    assert "_bad_space" not in available_methods()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +214,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     monkeypatch.setenv("DLFD_CACHE", str(tmp_path / "cache"))
     cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=1, mia_boot=2,
                          n_mia=1, n_boot=500, methods=["dlfd", "neggrad"],
-                         fixed={"dlfd": {"max_batches": 2}, "neggrad": {"max_steps": 2}})
+                         fixed={"dlfd": {"max_steps": 2}, "neggrad": {"max_steps": 2}})
     kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None,
               profile=_tiny_profile())
     r = run_protocol("smoke", tmp_path / "out", **kw)

@@ -15,23 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import tiny_splits  # noqa: E402
-
-from dlfd_lib.model import CheckpointError, build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from dlfd_lib.unlearn import available_methods, unlearn  # noqa: E402
-from dlfd_lib.utils import atomic_write_bytes, save_json  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_splits()
-
-
-@pytest.fixture(scope="module")
-def model(tiny):
-    torch.manual_seed(0)
-    return build_model(tiny.num_classes)
+from dlfd_lib.model import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from dlfd_lib.unlearn import available_methods, unlearn
+from dlfd_lib.utils import atomic_write_bytes, save_json
 
 
 # ------------------------------------------------------------------ 4. non-finite unlearning
@@ -41,11 +27,11 @@ DIVERGING = {"unsir": {"impair_lr": 1e12, "repair_lr": 1e12}}
 
 
 @pytest.mark.parametrize("method", available_methods())
-def test_every_method_stops_with_floating_point_error_naming_it_and_the_step(method, tiny, model):
+def test_every_method_stops_with_floating_point_error_naming_it_and_the_step(method, splits, model):
     hp = DIVERGING.get(method, {"lr": 1e12})
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(FloatingPointError) as err:
-        unlearn(method, model, tiny, profile="smoke", device="cpu", progress=False, **hp)
+        unlearn(method, model, splits, profile="smoke", device="cpu", progress=False, **hp)
     msg = str(err.value)
     assert f"unlearning method {method!r}" in msg, msg
     assert "step" in msg, msg
@@ -135,26 +121,26 @@ def test_a_changed_label_image_or_forget_entry_forces_a_retrain(tmp_path):
     assert run(("p0", "p1"))["reused"] is True
 
 
-def test_a_reused_unlearned_model_must_come_from_the_same_data(tmp_path, tiny, model):
+def test_a_reused_unlearned_model_must_come_from_the_same_data(tmp_path, splits, model):
     from dlfd_lib.benchmark import unlearned_model
     from dlfd_lib.data.splits import SplitDataset, UnlearningSplits
     orig = tmp_path / "orig.pt"
     save_checkpoint(model, orig)
     kw = dict(profile_name="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False,
               hparams={"max_steps": 1})
-    assert unlearned_model("finetune", model, orig, tiny, **kw)[1]["reused"] is False
-    assert unlearned_model("finetune", model, orig, tiny, **kw)[1]["reused"] is True
-    labels = tiny.forget.labels.copy()
-    labels[0] = (labels[0] + 1) % tiny.num_classes
-    forget = SplitDataset(tiny.forget.source, labels, tiny.forget.transform, tiny.forget.identities)
-    other = UnlearningSplits(tiny.name, tiny.task, tiny.class_names, tiny.retain, forget, tiny.val,
-                             tiny.test, tiny.image_size)
+    assert unlearned_model("finetune", model, orig, splits, **kw)[1]["reused"] is False
+    assert unlearned_model("finetune", model, orig, splits, **kw)[1]["reused"] is True
+    labels = splits.forget.labels.copy()
+    labels[0] = (labels[0] + 1) % splits.num_classes
+    forget = SplitDataset(splits.forget.source, labels, splits.forget.transform, splits.forget.identities)
+    other = UnlearningSplits(splits.name, splits.task, splits.class_names, splits.retain, forget, splits.val,
+                             splits.test, splits.image_size)
     assert unlearned_model("finetune", model, orig, other, **kw)[1]["reused"] is False
 
 
-def test_image_digest_follows_in_place_edits_and_file_changes(tmp_path, tiny):
+def test_image_digest_follows_in_place_edits_and_file_changes(tmp_path, splits):
     from dlfd_lib.data.splits import FileSource, TensorSource, content_digest
-    src = TensorSource(tiny.retain.source.images.clone())
+    src = TensorSource(splits.retain.source.images.clone())
     d0 = src.digest()
     assert src.digest() == d0
     src.images[0, 0, 0, 0] += 1
@@ -166,7 +152,7 @@ def test_image_digest_follows_in_place_edits_and_file_changes(tmp_path, tiny):
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert fs.digest() != f0
-    assert set(content_digest(tiny)) == {"retain", "forget", "val", "test"}
+    assert set(content_digest(splits)) == {"retain", "forget", "val", "test"}
 
 
 # ------------------------------------------------------------------ 5. paths outside the root

@@ -3,8 +3,9 @@
     from dlfd_lib.unlearn import unlearn, available_methods, method_defaults
     res = unlearn("dlfd", model, splits, profile="quick", device="auto", seed=0)
 
-Adding a method = adding one file to this folder with a function decorated by
-``@register(name, defaults={...})``: every module here is imported below, so it registers itself.
+Adding a method = adding one file to this folder: a hyperparameter dataclass and a function
+decorated by ``@register(name, MyHparams)``; every module here is imported below, so it registers
+itself. The training loop they share is :mod:`.loop`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ __all__ = ["unlearn", "available_methods", "method_defaults", "get_method", "reg
 
 def _import_all_methods() -> None:
     for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if mod.name.startswith("_") or mod.name == "registry":
+        if mod.name.startswith("_") or mod.name in ("registry", "loop"):
             continue
         try:
             importlib.import_module(f"{__name__}.{mod.name}")

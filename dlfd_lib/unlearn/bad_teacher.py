@@ -20,26 +20,30 @@ incompetent teacher", arXiv 2205.08096).
   the gradient of a KL at its minimum is 0 anyway).
 * **Optimiser**: Adam, lr 1e-4, one epoch, T = 1 (the paper's settings).
 
-History: one row per epoch with the mean KL on forget and on retain samples and their sum
-weighted by counts (``loss``). Finiteness is checked once per epoch.
+History (the shared loop, :func:`.loop.fit`): one row per epoch with the mean KL on forget and
+on retain samples (``kl_forget``, ``kl_retain``), their sum weighted by counts (``loss``) and the
+counts. Finiteness is checked once per epoch.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, DataLoader
-from tqdm.auto import tqdm
+from torch.utils.data import ConcatDataset
 
 from ..model import FaceClassifier
-from ..utils import autocast, check_finite, to_device
-from .random_label import TaggedDataset
+from ..optim import Optim
+from ..utils import autocast, to_device
+from .loop import (Pass, TaggedDataset, fit, frozen_copy, per_sample_means, seed_words,
+                   shuffled_loader)
 from .registry import register
 
-__all__ = ["bad_teacher", "incompetent_teacher", "teacher_kl"]
+__all__ = ["bad_teacher", "BadTeacherHparams", "incompetent_teacher", "teacher_kl"]
 
 
 def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
@@ -70,87 +74,84 @@ def teacher_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return kl.clamp_min(0.0)
 
 
-_DEFAULTS = {
-    # Chundawat et al.: Adam lr 1e-4, 1 epoch, KL temperature 1, 30 % of the retain set,
-    # batch 256 (their released code)
-    "paper": {"epochs": 1, "lr": 1e-4, "temperature": 1.0, "retain_frac": 0.3, "batch_size": 256},
-    # CPU demo (untuned): the paper's recipe with smaller batches
-    "quick": {"epochs": 1, "lr": 1e-4, "temperature": 1.0, "retain_frac": 0.3, "batch_size": 64},
-    "smoke": {"epochs": 1, "lr": 1e-3, "temperature": 1.0, "retain_frac": 0.5, "batch_size": 8},
-}
+@dataclass
+class BadTeacherHparams:
+    """Bad Teacher: Adam (``lr``) for ``epochs`` epochs, KL at ``temperature``, on the forget
+    set and a ``retain_frac`` share of the retain set in mixed batches of ``batch_size``
+    (Chundawat et al.: Adam lr 1e-4, 1 epoch, T = 1, 30 % of retain, batch 256, their released
+    code); ``augment``, ``amp``, ``max_steps`` (cap the batches per epoch) as everywhere."""
+
+    epochs: int = 1
+    lr: float = 1e-4
+    temperature: float = 1.0
+    retain_frac: float = 0.3
+    batch_size: int = 256
+    augment: bool = False
+    amp: bool = True
+    max_steps: int | None = None
+
+    PRESETS: ClassVar[dict] = {
+        # CPU demo (untuned): the paper's recipe with smaller batches
+        "quick": {"epochs": 1, "lr": 1e-4, "temperature": 1.0, "retain_frac": 0.3, "batch_size": 64},
+        "smoke": {"epochs": 1, "lr": 1e-3, "temperature": 1.0, "retain_frac": 0.5, "batch_size": 8},
+    }
+    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): Adam's
+    #: learning rate, the distillation temperature and the share of retain data; augmentation of
+    #: its batches is a tuned choice too (the authors' baselines trained on augmented batches, the
+    #: kit's defaults do not; every method, DLFD included, gets the same choice).
+    SEARCH_SPACE: ClassVar[dict] = {"lr": ("float", 1e-5, 1e-3, "log"), "temperature": ("float", 1.0, 4.0),
+                                    "retain_frac": ("float", 0.1, 0.6),
+                                    "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+    STRENGTH: ClassVar[tuple] = ("lr", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3))
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not self.temperature > 0 \
+                or not 0 < self.retain_frac <= 1:
+            raise ValueError(f"bad_teacher needs epochs >= 1, batch_size >= 1, lr > 0, temperature > 0 "
+                             f"and 0 < retain_frac <= 1; got epochs={self.epochs}, "
+                             f"batch_size={self.batch_size}, lr={self.lr}, "
+                             f"temperature={self.temperature}, retain_frac={self.retain_frac}")
 
 
-#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): Adam's learning rate, the distillation temperature and the share of retain data;
-#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
-#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
-SEARCH_SPACE = {"lr": ("float", 1e-5, 1e-3, "log"), "temperature": ("float", 1.0, 4.0), "retain_frac": ("float", 0.1, 0.6), "augment": ("categorical", [False, True])}
-#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
-STRENGTH = ("lr", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3))
-
-
-@register("bad_teacher", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
-def bad_teacher(model: nn.Module, splits, *, device: torch.device, seed: int = 0,
-                progress: bool = False, epochs: int = 1, lr: float = 1e-4,
-                temperature: float = 1.0, retain_frac: float = 0.3, batch_size: int = 256,
-                augment: bool = False, amp: bool = True, max_batches: int | None = None):
+@register("bad_teacher", BadTeacherHparams)
+def bad_teacher(model: nn.Module, splits, hp: BadTeacherHparams, *, device: torch.device,
+                seed: int = 0, progress: bool = False):
     """Bad Teacher: the student distils (KL at ``temperature``) from the frozen original on a
     ``retain_frac`` subset of retain and from a random frozen model on forget, in shuffled
-    mixed batches, with Adam (``lr``) for ``epochs`` epochs. ``max_batches`` caps each epoch."""
-    if epochs < 1 or batch_size < 1 or not lr > 0 or not temperature > 0 or not 0 < retain_frac <= 1:
-        raise ValueError(f"bad_teacher needs epochs >= 1, batch_size >= 1, lr > 0, temperature > 0 "
-                         f"and 0 < retain_frac <= 1; got epochs={epochs}, batch_size={batch_size}, "
-                         f"lr={lr}, temperature={temperature}, retain_frac={retain_frac}")
-    seeds = np.random.SeedSequence(seed).generate_state(3)
+    mixed batches, with Adam (``lr``) for ``epochs`` epochs."""
+    seeds = seed_words(seed, 3)
     n_retain = len(splits.retain)
-    n_sub = max(1, int(round(retain_frac * n_retain)))
-    sub_idx = np.sort(np.random.default_rng(int(seeds[0])).choice(n_retain, n_sub, replace=False))
-    retain_sub = splits.dataset("retain", augment).subset(sub_idx)
-    union = ConcatDataset([TaggedDataset(splits.dataset("forget", augment), 1), TaggedDataset(retain_sub, 0)])
-    loader = DataLoader(union, batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(int(seeds[1])),
-                        drop_last=len(union) > batch_size)
+    n_sub = max(1, int(round(hp.retain_frac * n_retain)))
+    sub_idx = np.sort(np.random.default_rng(seeds[0]).choice(n_retain, n_sub, replace=False))
+    retain_sub = splits.dataset("retain", hp.augment).subset(sub_idx)
+    union = ConcatDataset([TaggedDataset(splits.dataset("forget", hp.augment), 1), TaggedDataset(retain_sub, 0)])
+    loader = shuffled_loader(union, hp.batch_size, seeds[1])
+    good = frozen_copy(model)
+    bad = incompetent_teacher(model, seeds[2])
 
-    good = copy.deepcopy(model).eval()
-    for p in good.parameters():
-        p.requires_grad_(False)
-    bad = incompetent_teacher(model, int(seeds[2]))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    def step(batch):
+        x, _, tag = batch
+        x = to_device(x, device)
+        is_forget = tag.to(device, non_blocking=True).bool()
+        with torch.no_grad(), autocast(device, hp.amp):
+            t_logits = torch.where(is_forget[:, None], bad(x).float(), good(x).float())
+        with autocast(device, hp.amp):
+            s_logits = model(x)
+        kl = teacher_kl(s_logits, t_logits, hp.temperature)
+        with torch.no_grad():
+            f = is_forget.float()
+            sums = {"kl_forget": (kl * f).sum(), "kl_retain": (kl * (1 - f)).sum(),
+                    "n_forget": f.sum(), "n_retain": (1 - f).sum()}
+        return kl.mean(), sums
 
-    total = epochs * (len(loader) if max_batches is None else min(len(loader), max_batches))
-    history = []
-    bar = tqdm(total=total, desc="Bad Teacher", disable=not progress)
-    for epoch in range(epochs):
-        model.train()
-        sums = torch.zeros(4, device=device)  # KL forget sum, KL retain sum, n forget, n retain
-        n_batches = 0
-        for x, _, tag in loader:
-            if max_batches is not None and n_batches >= max_batches:
-                break
-            x = to_device(x, device)
-            is_forget = tag.to(device, non_blocking=True).bool()
-            with torch.no_grad(), autocast(device, amp):
-                t_logits = torch.where(is_forget[:, None], bad(x).float(), good(x).float())
-            with autocast(device, amp):
-                s_logits = model(x)
-            kl = teacher_kl(s_logits, t_logits, temperature)
-            loss = kl.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                f = is_forget.float()
-                sums += torch.stack([(kl * f).sum(), (kl * (1 - f)).sum(), f.sum(), (1 - f).sum()])
-            n_batches += 1
-            bar.update(1)
-        opt.zero_grad(set_to_none=True)
-        s = sums.tolist()
-        check_finite(s[0] + s[1], f"Bad Teacher's KL loss in epoch {epoch + 1}")
-        n = s[2] + s[3]
-        history.append({"epoch": epoch + 1, "phase": "distil",
-                        "kl_forget": s[0] / s[2] if s[2] else float("nan"),
-                        "kl_retain": s[1] / s[3] if s[3] else float("nan"),
-                        "loss": (s[0] + s[1]) / n if n else float("nan"),
-                        "n_forget": int(s[2]), "n_retain": int(s[3]), "batches": n_batches})
-    bar.close()
-    model.eval()
-    return history, {"n_retain_used": n_sub, "n_forget": len(splits.forget), "epochs": epochs}
+    def summary(sums, batches):
+        n = sums["n_forget"] + sums["n_retain"]
+        return {**per_sample_means(sums, "kl"),
+                "loss": (sums["kl_forget"] + sums["kl_retain"]) / n if n else float("nan")}
+
+    adam = Optim(hp.lr, weight_decay=0.0, kind="adam")  # the paper's Adam, no weight decay
+    history, steps = fit(model, [Pass(loader, step, summary=summary)], adam, epochs=hp.epochs, max_steps=hp.max_steps, device=device,
+                         desc="Bad Teacher", phase="distil", progress=progress)
+    return history, {"n_retain_used": n_sub, "n_forget": len(splits.forget), "epochs": hp.epochs,
+                     "steps": steps}

@@ -119,7 +119,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -129,13 +129,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..metrics import accuracy, forgetting_score, mia, predict
+from ..optim import SGD_DEFAULTS, Optim
 from ..utils import autocast, check_finite, to_device
+from .loop import cycle, drop_last, make_loader, seed_words
 from .ot import mean_feature_distance, ot_distance
 from .registry import register
 
 __all__ = ["dlfd", "Perturbation", "DLFDMonitor", "retain_weight", "select_checkpoint",
            "valid_range", "retain_by_person", "RELEASED_SWITCHES", "ABLATIONS", "ablation_variants",
-           "SEARCH_SPACE", "STRENGTH"]
+           "DLFDHparams"]
 
 #: The released-code switches and their value under ``released_code=True``.
 RELEASED_SWITCHES = {"ot_on_clean": True, "clamp01": True, "eval_after_first_monitor": True,
@@ -373,16 +375,6 @@ def retain_by_person(splits) -> np.ndarray:
     return np.argsort(np.asarray(ids), kind="stable")
 
 
-def _cycle(loader: DataLoader):
-    while True:
-        yielded = False
-        for batch in loader:
-            yielded = True
-            yield batch
-        if not yielded:
-            raise ValueError("the forget loader is empty")
-
-
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -390,113 +382,143 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------
 # the method
 # ---------------------------------------------------------------------------------------------
-_DEFAULTS = {
-    # the authors' MUFAC values (paper-notes.md); alpha in normalised pixel units (see above)
-    "paper": {"lr": 0.008, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 15, "alpha": 0.4,
-              "forget_threshold": 0.15, "max_fs": 0.09, "batch_size": 32,
-              "monitor_every": 10, "monitor_size": 512, "val_size": None},
-    # CPU demo on the quick synthetic data: fewer, smaller perturbation steps and a lower lr
-    # (the quick original ends its one-cycle schedule at lr ~0, so lr 0.01 fine-tuning costs
-    # accuracy); thresholds relative to the original's validation FS, as the paper's 0.15 /
-    # 0.09 are to MUFAC's 0.19. Starting values only: the protocol tunes them
-    # (dlfd_lib.tuning, SEARCH_SPACE below) on tuning seeds, on validation data.
-    "quick": {"lr": 0.005, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 8, "alpha": 0.1,
-              "threshold_mode": "relative", "forget_threshold": 0.5, "max_fs": 0.4,
-              "batch_size": 32, "monitor_every": 4, "monitor_size": 384, "val_size": 512},
-    # tests: seconds
-    "smoke": {"lr": 0.01, "K": 2, "batch_size": 16, "monitor_every": 2, "monitor_size": 24,
-              "val_size": 24, "eval_batch_size": 64, "threshold_mode": "relative",
-              "forget_threshold": 0.5, "max_fs": 0.4},
-}
+@dataclass
+class DLFDHparams:
+    """DLFD's hyperparameters (the module docstring explains each); the field defaults are the
+    authors' MUFAC values (paper-notes.md; ``alpha`` in normalised pixel units).
 
-#: What the tuner searches (dlfd_lib.tuning): the step size, the update's lr, the OT weight and
-#: the two thresholds, always relative to the original model's validation FS (so one range fits
-#: every seed and dataset). Augmentation of the retain/forget batches is a tuned choice, as for
-#: every baseline (the authors' baselines trained on augmented batches; the default is off).
-SEARCH_SPACE = {"lr": ("float", 1e-3, 2e-2, "log"), "alpha": ("float", 0.02, 0.8, "log"),
-                "w_f": ("float", 0.5, 8.0, "log"), "threshold_mode": "relative",
-                "forget_threshold": ("float", 0.2, 0.95), "max_fs": ("float", 0.2, 0.95),
-                "augment": ("categorical", [False, True])}
-#: The trade-off front's knob: the (relative) forget threshold, from barely perturbing (0.9 of
-#: the original's FS) to perturbing until FS is a fifth of it.
-STRENGTH = ("forget_threshold", (0.9, 0.7, 0.5, 0.35, 0.2))
-
-
-@register("dlfd", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
-def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
-         lr: float = 0.008, momentum: float = 0.9, weight_decay: float = 5e-4,
-         batch_size: int = 32, augment: bool = False,
-         K: int = 15, alpha: float = 0.4, eps: float | None = None,
-         w_f: float = 3.0, w_t0: float = 0.0, w_t1: float = 1.0,
-         feature_layer: str = "logits", distance: str = "ot",
-         ot_reg: float = 0.01, ot_iters: int = 50, ot_stop_thr: float = 1e-6,
-         ot_backend: str = "pot", ot_grad: str = "autodiff",
-         dynamic: bool = True, threshold_mode: str = "absolute",
-         forget_threshold: float = 0.15, max_fs: float = 0.09,
-         monitor_every: int = 10, monitor_size: int | None = 512, val_size: int | None = None,
-         eval_batch_size: int = 256, max_batches: int | None = None, amp: bool = True,
-         released_code: bool = False, ot_on_clean: bool | None = None,
-         clamp01: bool | None = None, eval_after_first_monitor: bool | None = None,
-         unbalanced_monitor: bool | None = None, reperturb: bool | None = None,
-         shuffle_retain: bool | None = None):
-    """DLFD, one epoch over the retain set (see the module docstring for every argument).
-
-    lr/momentum/weight_decay: the SGD step; K/alpha/eps: the perturbation (normalised pixel
-    units; eps=None unbounded); w_f, w_t0 -> w_t1: OT weight and the linear retain-weight
-    schedule; feature_layer: "logits" | "penultimate" | "backbone"; distance: "ot" | "mean";
-    ot_*: Sinkhorn settings (reg = eps of the paper, iterations, POT stop threshold, backend
-    "pot" | "torch" | "scaling", gradient "autodiff" | "envelope"; see :mod:`.ot`);
-    dynamic/forget_threshold: switch to plain CE once FS < threshold; max_fs: checkpoint
-    selection; threshold_mode: "absolute" | "relative" (both thresholds as fractions of the
-    original model's monitored FS); monitor_every/monitor_size/val_size:
-    monitoring cadence and subsample sizes (None: the full split); max_batches: stop the epoch
-    early (tests, benchmarks); amp: bf16 autocast; released_code and the five switches: the
-    authors' released behaviour (module docstring).
+    lr/momentum/weight_decay: the SGD step; batch_size/augment: the retain and forget batches;
+    K/alpha/eps: the perturbation (eps=None unbounded); w_f, w_t0 -> w_t1: OT weight and the
+    linear retain-weight schedule; feature_layer: "logits" | "penultimate" | "backbone";
+    distance: "ot" | "mean"; ot_*: Sinkhorn settings (reg = eps of the paper, iterations, POT stop
+    threshold, backend "pot" | "torch" | "scaling", gradient "autodiff" | "envelope"; see
+    :mod:`.ot`); dynamic/forget_threshold: switch to plain CE once FS < threshold; max_fs:
+    checkpoint selection; threshold_mode: "absolute" | "relative" (both thresholds as fractions
+    of the original model's monitored FS); monitor_every/monitor_size/val_size/eval_batch_size:
+    monitoring cadence, subsample sizes (None: the full split) and batch; max_steps: stop the
+    epoch after that many batches (tests, benchmarks); amp: bf16 autocast; released_code and the
+    six switches (None: follow released_code): the authors' released behaviour.
     """
-    # ---- arguments --------------------------------------------------------------------------
-    sw = {k: (released_code if k != "shuffle_retain" else not released_code) if v is None else bool(v)
-          for k, v in (("ot_on_clean", ot_on_clean), ("clamp01", clamp01),
-                       ("eval_after_first_monitor", eval_after_first_monitor),
-                       ("unbalanced_monitor", unbalanced_monitor), ("reperturb", reperturb),
-                       ("shuffle_retain", shuffle_retain))}
-    if threshold_mode not in ("absolute", "relative"):
-        raise ValueError(f"threshold_mode={threshold_mode!r}: choose 'absolute' (forget_threshold "
-                         f"and max_fs are forgetting scores) or 'relative' (fractions of the "
-                         f"original model's forgetting score)")
-    if distance not in ("ot", "mean"):
-        raise ValueError(f"distance={distance!r}: choose 'ot' (the paper) or 'mean' (batch means)")
-    if feature_layer not in ("logits", "penultimate", "backbone"):
-        raise ValueError(f"feature_layer={feature_layer!r}: choose 'logits', 'penultimate' or 'backbone'")
-    if K < 0 or batch_size < 1 or monitor_every < 1 or not lr > 0:
-        raise ValueError(f"DLFD needs K >= 0, batch_size >= 1, monitor_every >= 1 and lr > 0; got "
-                         f"K={K}, batch_size={batch_size}, monitor_every={monitor_every}, lr={lr}")
-    if eps is not None and not eps > 0:
-        raise ValueError(f"eps={eps}: give a positive L-inf bound, or None for no bound")
-    dist_fn = (mean_feature_distance if distance == "mean" else
-               (lambda a, b: ot_distance(a, b, reg=ot_reg, max_iter=ot_iters, stop_thr=ot_stop_thr,
-                                         backend=ot_backend, grad=ot_grad)))
+
+    lr: float = 0.008
+    momentum: float = SGD_DEFAULTS.momentum
+    weight_decay: float = SGD_DEFAULTS.weight_decay
+    batch_size: int = 32
+    augment: bool = False
+    K: int = 15
+    alpha: float = 0.4
+    eps: float | None = None
+    w_f: float = 3.0
+    w_t0: float = 0.0
+    w_t1: float = 1.0
+    feature_layer: str = "logits"
+    distance: str = "ot"
+    ot_reg: float = 0.01
+    ot_iters: int = 50
+    ot_stop_thr: float = 1e-6
+    ot_backend: str = "pot"
+    ot_grad: str = "autodiff"
+    dynamic: bool = True
+    threshold_mode: str = "absolute"
+    forget_threshold: float = 0.15
+    max_fs: float = 0.09
+    monitor_every: int = 10
+    monitor_size: int | None = 512
+    val_size: int | None = None
+    eval_batch_size: int = 256
+    max_steps: int | None = None
+    amp: bool = True
+    released_code: bool = False
+    ot_on_clean: bool | None = None
+    clamp01: bool | None = None
+    eval_after_first_monitor: bool | None = None
+    unbalanced_monitor: bool | None = None
+    reperturb: bool | None = None
+    shuffle_retain: bool | None = None
+
+    PRESETS: ClassVar[dict] = {
+        # CPU demo on the quick synthetic data: fewer, smaller perturbation steps and a lower lr
+        # (the quick original ends its one-cycle schedule at lr ~0, so lr 0.01 fine-tuning costs
+        # accuracy); thresholds relative to the original's validation FS, as the paper's 0.15 /
+        # 0.09 are to MUFAC's 0.19. Starting values only: the protocol tunes them
+        # (dlfd_lib.tuning, SEARCH_SPACE below) on tuning seeds, on validation data.
+        "quick": {"lr": 0.005, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 8, "alpha": 0.1,
+                  "threshold_mode": "relative", "forget_threshold": 0.5, "max_fs": 0.4,
+                  "batch_size": 32, "monitor_every": 4, "monitor_size": 384, "val_size": 512},
+        # tests: seconds
+        "smoke": {"lr": 0.01, "K": 2, "batch_size": 16, "monitor_every": 2, "monitor_size": 24,
+                  "val_size": 24, "eval_batch_size": 64, "threshold_mode": "relative",
+                  "forget_threshold": 0.5, "max_fs": 0.4},
+    }
+    #: What the tuner searches (dlfd_lib.tuning): the step size, the update's lr, the OT weight
+    #: and the two thresholds, always relative to the original model's validation FS (so one
+    #: range fits every seed and dataset). Augmentation of the retain/forget batches is a tuned
+    #: choice, as for every baseline (the authors' baselines trained on augmented batches; the
+    #: default is off).
+    SEARCH_SPACE: ClassVar[dict] = {"lr": ("float", 1e-3, 2e-2, "log"), "alpha": ("float", 0.02, 0.8, "log"),
+                                    "w_f": ("float", 0.5, 8.0, "log"), "threshold_mode": "relative",
+                                    "forget_threshold": ("float", 0.2, 0.95), "max_fs": ("float", 0.2, 0.95),
+                                    "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob: the (relative) forget threshold, from barely perturbing (0.9 of
+    #: the original's FS) to perturbing until FS is a fifth of it.
+    STRENGTH: ClassVar[tuple] = ("forget_threshold", (0.9, 0.7, 0.5, 0.35, 0.2))
+
+    def __post_init__(self):
+        if self.threshold_mode not in ("absolute", "relative"):
+            raise ValueError(f"threshold_mode={self.threshold_mode!r}: choose 'absolute' "
+                             f"(forget_threshold and max_fs are forgetting scores) or 'relative' "
+                             f"(fractions of the original model's forgetting score)")
+        if self.distance not in ("ot", "mean"):
+            raise ValueError(f"distance={self.distance!r}: choose 'ot' (the paper) or 'mean' (batch means)")
+        if self.feature_layer not in ("logits", "penultimate", "backbone"):
+            raise ValueError(f"feature_layer={self.feature_layer!r}: choose 'logits', 'penultimate' "
+                             f"or 'backbone'")
+        if self.K < 0 or self.batch_size < 1 or self.monitor_every < 1 or not self.lr > 0:
+            raise ValueError(f"DLFD needs K >= 0, batch_size >= 1, monitor_every >= 1 and lr > 0; got "
+                             f"K={self.K}, batch_size={self.batch_size}, "
+                             f"monitor_every={self.monitor_every}, lr={self.lr}")
+        if self.eps is not None and not self.eps > 0:
+            raise ValueError(f"eps={self.eps}: give a positive L-inf bound, or None for no bound")
+
+    def switches(self) -> dict[str, bool]:
+        """The released-code switches resolved: each its own value, or ``released_code``'s."""
+        return {k: (self.released_code if k != "shuffle_retain" else not self.released_code)
+                if getattr(self, k) is None else bool(getattr(self, k)) for k in RELEASED_SWITCHES}
+
+    def distance_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if self.distance == "mean":
+            return mean_feature_distance
+        return lambda a, b: ot_distance(a, b, reg=self.ot_reg, max_iter=self.ot_iters,
+                                        stop_thr=self.ot_stop_thr, backend=self.ot_backend,
+                                        grad=self.ot_grad)
+
+
+@register("dlfd", DLFDHparams)
+def dlfd(model: nn.Module, splits, hp: DLFDHparams, *, device: torch.device, seed: int = 0,
+         progress: bool = False):
+    """DLFD, one epoch over the retain set (see the module docstring and :class:`DLFDHparams`)."""
+    sw = hp.switches()
+    K, batch_size = hp.K, hp.batch_size
 
     # ---- data ---------------------------------------------------------------------------------
-    seeds = np.random.SeedSequence(seed).generate_state(2)
-    n_retain, n_forget = len(splits.retain), len(splits.forget)
+    seeds = seed_words(seed, 2)
+    n_retain = len(splits.retain)
     if sw["shuffle_retain"]:
-        retain_loader = splits.loader("retain", batch_size=batch_size, augment=augment,
-                                      shuffle=True, seed=int(seeds[0]),
-                                      drop_last=n_retain > batch_size)  # no 1-image BatchNorm batch
+        retain_loader = make_loader(splits, "retain", batch_size, hp.augment, seeds[0])
     else:  # released: an unshuffled loader over person-ordered rows -> batches grouped by person
-        retain_loader = DataLoader(splits.dataset("retain", augment).subset(retain_by_person(splits)),
+        retain_loader = DataLoader(splits.dataset("retain", hp.augment).subset(retain_by_person(splits)),
                                    batch_size=batch_size, shuffle=False,
-                                   drop_last=n_retain > batch_size)
-    forget_loader = splits.loader("forget", batch_size=batch_size, augment=augment, shuffle=True,
-                                  seed=int(seeds[1]), drop_last=n_forget > batch_size)
-    n_batches = len(retain_loader) if max_batches is None else min(len(retain_loader), max_batches)
+                                   drop_last=drop_last(n_retain, batch_size))
+    forget_loader = make_loader(splits, "forget", batch_size, hp.augment, seeds[1])
+    n_batches = len(retain_loader) if hp.max_steps is None else min(len(retain_loader), hp.max_steps)
     if n_batches < 1:
         raise ValueError(f"DLFD has no retain batch to run (retain={n_retain}, batch_size={batch_size}, "
-                         f"max_batches={max_batches}); give max_batches >= 1")
-    monitor = DLFDMonitor(splits, monitor_size, val_size, eval_batch_size, seed, device,
-                          unbalanced=sw["unbalanced_monitor"], amp=amp)
+                         f"max_steps={hp.max_steps}); give max_steps >= 1")
+    monitor = DLFDMonitor(splits, hp.monitor_size, hp.val_size, hp.eval_batch_size, seed, device,
+                          unbalanced=sw["unbalanced_monitor"], amp=hp.amp)
     fs_original = None
-    if threshold_mode == "relative":
+    forget_threshold, max_fs = hp.forget_threshold, hp.max_fs
+    if hp.threshold_mode == "relative":
         fs_original = monitor(model)["fs"]
         forget_threshold, max_fs = forget_threshold * fs_original, max_fs * fs_original
 
@@ -505,16 +527,16 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
         hi = torch.ones((1, 1, 1, 1), device=device)
     else:
         lo, hi = valid_range(splits.mean, splits.std, device)
-    perturb = Perturbation(K=K, alpha=alpha, w_f=w_f, lo=lo, hi=hi, eps=eps,
-                           feature_layer=feature_layer, distance=dist_fn, amp=amp,
+    perturb = Perturbation(K=K, alpha=hp.alpha, w_f=hp.w_f, lo=lo, hi=hi, eps=hp.eps,
+                           feature_layer=hp.feature_layer, distance=hp.distance_fn(), amp=hp.amp,
                            project=not sw["clamp01"], ot_on_clean=sw["ot_on_clean"])
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = Optim(hp.lr, hp.momentum, hp.weight_decay).build(model.parameters())
 
     # ---- the epoch ----------------------------------------------------------------------------
     released_modes = sw["eval_after_first_monitor"]
     if released_modes:
         model.train()  # once, never again (pitfall 3)
-    forget_iter = _cycle(forget_loader)
+    forget_iter = cycle(forget_loader)
     plain = False  # becomes True once FS < forget_threshold (dynamic=False: never)
     n_reperturb = 0
     switched_at = None
@@ -530,14 +552,14 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
     for i in range(n_batches):
         x, y = next(retain_iter)
         x, y = to_device(x, device), y.to(device, non_blocking=True)
-        w_t = retain_weight(i, n_batches, w_t0, w_t1)
+        w_t = retain_weight(i, n_batches, hp.w_t0, hp.w_t1)
         mode = "plain" if plain else "perturb"
         if not plain and K > 0:
             xf = to_device(next(forget_iter)[0], device)
             if not released_modes:
                 model.eval()
-            with torch.no_grad(), autocast(device, amp):
-                forget_feats = _features(model, xf, feature_layer)[0].float()
+            with torch.no_grad(), autocast(device, hp.amp):
+                forget_feats = _features(model, xf, hp.feature_layer)[0].float()
             x_star, dist, _ = perturb(model, x, y, forget_feats, w_t)
             ot_sum += dist
             n_pert += 1
@@ -548,7 +570,7 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
 
         if not released_modes:
             model.train()
-        with autocast(device, amp):
+        with autocast(device, hp.amp):
             logits = model(x_star)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -559,7 +581,7 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
         n_seen += 1
         bar.update(1)
 
-        if (i + 1) % monitor_every == 0 or i == n_batches - 1:
+        if (i + 1) % hp.monitor_every == 0 or i == n_batches - 1:
             tm = time.perf_counter()
             ce_mean = float(ce_sum) / n_seen  # the host syncs happen here, once per monitor
             check_finite(ce_mean, f"DLFD's cross-entropy at batch {i}")
@@ -576,10 +598,10 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
             sel, rule = select_checkpoint(records, max_fs)
             if sel == len(records) - 1:
                 best_state, best_idx = _cpu_state(model), sel
-            if dynamic and not plain and m["fs"] < forget_threshold:
+            if hp.dynamic and not plain and m["fs"] < forget_threshold:
                 plain = True
                 switched_at = i + 1 if switched_at is None else switched_at  # the first switch
-            elif dynamic and plain and sw["reperturb"] and m["fs"] >= forget_threshold:
+            elif hp.dynamic and plain and sw["reperturb"] and m["fs"] >= forget_threshold:
                 plain = False  # released: perturb again once FS rises back above the threshold
                 n_reperturb += 1
             ot_sum, ce_sum = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -595,7 +617,7 @@ def dlfd(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progr
             "selected_fs": chosen["fs"], "selected_val_acc": chosen["val_acc"],
             "selection_rule": rule, "switched_at_batch": switched_at, "n_batches": n_batches,
             "n_monitors": len(records), "monitor_seconds": monitor_seconds, "switches": sw,
-            "threshold_mode": threshold_mode, "fs_original": fs_original,
+            "threshold_mode": hp.threshold_mode, "fs_original": fs_original,
             "forget_threshold_used": forget_threshold, "max_fs_used": max_fs,
             "n_reperturb": n_reperturb}
     return records, info

@@ -10,7 +10,7 @@ layers held no information specific to D_f, the result is an exact unlearning of
 last k layers (they never see D_f); in practice the frozen features still do, which is what
 the paper's evaluation probes.
 
-"Layers" are those of :func:`.cfk.layer_blocks` (12 units for FaceClassifier: the stem, the
+"Layers" are those of :func:`.loop.layer_blocks` (12 units for FaceClassifier: the stem, the
 eight ResNet BasicBlocks, the three Linear layers of the MLP head; k counts from the end, so
 k = 3 is the whole MLP head and k = 4 adds layer4.1).
 
@@ -23,7 +23,7 @@ and then copied in, so the same seed gives the same initial weights on every dev
 layout. (The DLFD authors' released EU-k re-initialises nothing and only unfreezes the ResNet's
 ``bn2`` layers – pitfall 9; this one follows the paper.)
 
-Training as CF-k (:func:`.cfk.train_last_k`): the frozen layers are bitwise unchanged
+Training as CF-k (:func:`.loop.train_last_k`): the frozen layers are bitwise unchanged
 (``requires_grad=False``, not in the optimiser, eval mode so their BatchNorm statistics do not
 move); the re-initialised layers run in train mode. ``epochs=0`` returns the re-initialised,
 untrained model (used by the tests).
@@ -36,15 +36,16 @@ the DLFD authors' epoch count for EU-k is not in the paper notes, so 5 is an ass
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from .cfk import modules_of, split_last_k, train_last_k
+from .loop import LastKTraining, modules_of, seed_words, split_last_k, train_last_k
 from .registry import register
 
-__all__ = ["eu_k", "reinitialise_last_k", "reinitialise_module"]
+__all__ = ["eu_k", "EUkHparams", "reinitialise_last_k", "reinitialise_module"]
 
 
 @torch.no_grad()
@@ -84,36 +85,35 @@ def reinitialise_last_k(model: nn.Module, k: int, seed: int = 0) -> list[str]:
 
 def _init_seed(seed: int) -> int:
     # independent of the loader's shuffling seed (which uses the first word of the same sequence)
-    return int(np.random.SeedSequence(seed).generate_state(2)[1])
+    return seed_words(seed, 2)[1]
 
 
-_DEFAULTS = {
-    # k = 3; the authors' recipe; 5 epochs is an assumption
-    "paper": {"k": 3, "epochs": 5, "lr": 0.01, "batch_size": 32},
-    "quick": {"k": 3, "epochs": 3, "lr": 0.01, "batch_size": 32},
-    "smoke": {"k": 3, "epochs": 1, "lr": 0.01, "batch_size": 16},
-}
+@dataclass
+class EUkHparams(LastKTraining):
+    """EU-k's hyperparameters: ``k`` (the last k layers are re-initialised and trained) and the
+    authors' SGD recipe (:class:`.loop.LastKTraining`)."""
+
+    PRESETS: ClassVar[dict] = {
+        "quick": {"k": 3, "epochs": 3, "lr": 0.01, "batch_size": 32},
+        "smoke": {"k": 3, "epochs": 1, "lr": 0.01, "batch_size": 16},
+    }
+    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): how
+    #: many last layers are re-initialised and retrained, their lr and epochs; augmentation of
+    #: its batches is a tuned choice too (the authors' baselines trained on augmented batches,
+    #: the kit's defaults do not; every method, DLFD included, gets the same choice).
+    SEARCH_SPACE: ClassVar[dict] = {"k": ("int", 1, 6), "lr": ("float", 1e-3, 3e-2, "log"),
+                                    "epochs": ("int", 1, 4), "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+    STRENGTH: ClassVar[tuple] = ("k", (1, 2, 3, 4, 6))
 
 
-#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): how many last layers are re-initialised and retrained, their lr and epochs;
-#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
-#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
-SEARCH_SPACE = {"k": ("int", 1, 6), "lr": ("float", 1e-3, 3e-2, "log"), "epochs": ("int", 1, 4), "augment": ("categorical", [False, True])}
-#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
-STRENGTH = ("k", (1, 2, 3, 4, 6))
-
-
-@register("eu_k", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
-def eu_k(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
-         k: int = 3, epochs: int = 5, lr: float = 0.01, momentum: float = 0.9,
-         weight_decay: float = 5e-4, batch_size: int = 32, augment: bool = False,
-         schedule: str = "constant", amp: bool = True, max_steps: int | None = None):
-    """EU-k: re-initialise the last ``k`` layers (see :func:`.cfk.layer_blocks`) and train them on
-    the retain set; all other layers stay bitwise unchanged. Other arguments as for ``finetune``."""
+@register("eu_k", EUkHparams)
+def eu_k(model: nn.Module, splits, hp: EUkHparams, *, device: torch.device, seed: int = 0,
+         progress: bool = False):
+    """EU-k: re-initialise the last ``hp.k`` layers (see :func:`.loop.layer_blocks`) and train
+    them on the retain set; all other layers stay bitwise unchanged."""
     init_seed = _init_seed(seed)
-    names = reinitialise_last_k(model, k, init_seed)
-    history, info = train_last_k(model, splits, k, device=device, seed=seed, progress=progress,
-                                 desc=f"EU-{k}", epochs=epochs, lr=lr, momentum=momentum,
-                                 weight_decay=weight_decay, batch_size=batch_size, augment=augment,
-                                 schedule=schedule, amp=amp, max_steps=max_steps)
+    names = reinitialise_last_k(model, hp.k, init_seed)
+    history, info = train_last_k(model, splits, hp, device=device, seed=seed, progress=progress,
+                                 desc=f"EU-{hp.k}")
     return history, {**info, "reinitialised_layers": names, "init_seed": init_seed}

@@ -1,31 +1,48 @@
 """The one registry of unlearning methods.
 
-A method is one function in one file of ``dlfd_lib/unlearn/``, registered with a decorator::
+A method is one file of ``dlfd_lib/unlearn/``: a dataclass of its hyperparameters and a function,
+registered together with a decorator::
 
+    from dataclasses import dataclass
+    from typing import ClassVar
     from .registry import register
 
-    @register("finetune", defaults={"smoke": {"epochs": 1}, "quick": {...}, "paper": {...}})
-    def finetune(model, splits, *, device, seed, progress, epochs=5, lr=0.01):
+    @dataclass
+    class FinetuneHparams:
+        epochs: int = 5                 # field defaults: the paper's values
+        lr: float = 0.01
+        PRESETS: ClassVar[dict] = {"smoke": {"epochs": 1}, "quick": {"epochs": 3}}
+        SEARCH_SPACE: ClassVar[dict] = {"lr": ("float", 1e-3, 3e-2, "log")}
+        STRENGTH: ClassVar[tuple] = ("epochs", (1, 2, 3, 4))
+
+    @register("finetune", FinetuneHparams)
+    def finetune(model, splits, hp: FinetuneHparams, *, device, seed, progress):
         ...                     # edit `model` in place (the registry hands over a copy)
         return history, info    # history: list of dicts (or a DataFrame); info: dict
 
 * The function receives the model (already on ``device``, in channels_last), the
-  :class:`~dlfd_lib.data.splits.UnlearningSplits`, the keyword arguments ``device``
-  (a ``torch.device``), ``seed`` and ``progress`` (show tqdm bars), and its hyperparameters.
-  Its keyword parameters *are* its hyperparameters: their Python defaults are the fallback,
-  ``defaults[profile]`` overrides them per profile, and the caller's ``**hparams`` override both.
+  :class:`~dlfd_lib.data.splits.UnlearningSplits`, an instance ``hp`` of its dataclass and the
+  keyword arguments ``device`` (a ``torch.device``), ``seed`` and ``progress`` (show tqdm bars).
+* **One home per hyperparameter**: the dataclass's field defaults are the paper's values (the
+  ``paper`` profile); ``PRESETS`` overrides them for the smaller profiles (``smoke``, ``quick``;
+  a ``paper`` entry is refused); the caller's flat ``**hparams`` (``unlearn``,
+  notebook parameters, ``dlfd run -p``, ``run_benchmark(method_overrides=)``) override both.
+  Names are checked against the dataclass's fields (an unknown one is a ``TypeError`` naming
+  the method, the name and the valid ones); the values are checked by the dataclass itself
+  (its ``__post_init__``), before anything runs.
 * Every module of this package is imported when ``dlfd_lib.unlearn`` is imported (pkgutil),
-  so adding a method is adding one file; nothing else needs editing.
+  so adding a method is adding one file; nothing else needs editing. The training loop every
+  method shares is :func:`dlfd_lib.unlearn.loop.fit`.
 * **Split discipline**: :func:`unlearn` hands the method a
   :class:`~dlfd_lib.data.view.MethodSplits` view, not the full splits: retain, forget and the
   monitor half of the validation people; reading the test split raises
   :class:`~dlfd_lib.data.view.TestSplitAccessError` (the test split is for the final evaluation).
-* **Tuning** (:mod:`dlfd_lib.tuning`): beside its ``defaults`` a method declares a
-  ``search_space`` over its main hyperparameters (name -> ``("float", lo, hi)``,
+* **Tuning** (:mod:`dlfd_lib.tuning`): beside its ``PRESETS`` a method declares a
+  ``SEARCH_SPACE`` over its main hyperparameters (name -> ``("float", lo, hi)``,
   ``("float", lo, hi, "log")``, ``("int", lo, hi)``, ``("int", lo, hi, "log")``,
   ``("categorical", [choices])`` or a plain constant applied in every trial) and a
-  ``strength``: ``(hyperparameter, [values from weak to strong])``, the knob the trade-off front
-  sweeps (:mod:`dlfd_lib.protocol`). Both are checked against the hyperparameters at import.
+  ``STRENGTH``: ``(hyperparameter, [values from weak to strong])``, the knob the trade-off front
+  sweeps (:mod:`dlfd_lib.protocol`). All three are checked against the fields at import.
 
 Calling a method::
 
@@ -52,10 +69,11 @@ it must leave the model's weights and train/eval flags as it found them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -70,8 +88,9 @@ __all__ = ["register", "unlearn", "available_methods", "method_defaults", "get_m
 #: not import the pipeline, which sits above it; a test checks the two agree).
 PROFILE_NAMES = ("smoke", "quick", "paper")
 
-# arguments every method receives from the registry; not hyperparameters
-_RESERVED = ("model", "splits", "device", "seed", "progress")
+# what every method function receives besides its hyperparameters
+_POSITIONAL = ("model", "splits", "hp")
+_KEYWORDS = ("device", "seed", "progress")
 
 
 @dataclass
@@ -96,8 +115,9 @@ class UnlearnResult:
 class _Method:
     name: str
     fn: Callable
-    hparams: dict[str, Any]          # name -> Python default
-    defaults: dict[str, dict[str, Any]]  # profile -> overrides
+    hparams_cls: type                # the method's hyperparameter dataclass
+    hparams: dict[str, Any]          # name -> field default (the paper's value)
+    presets: dict[str, dict[str, Any]]  # profile -> overrides (the dataclass's PRESETS)
     doc: str
     search_space: dict[str, Any] = field(default_factory=dict)  # name -> spec (see module doc)
     strength: tuple[str, tuple] | None = None  # (hyperparameter, values weak -> strong)
@@ -106,24 +126,38 @@ class _Method:
 _METHODS: dict[str, _Method] = {}
 
 
-def _hparams_of(fn: Callable) -> dict[str, Any]:
-    params = {}
-    sig = inspect.signature(fn).parameters
-    missing = [r for r in _RESERVED if r not in sig]
-    if missing:
-        raise TypeError(f"unlearning method {fn.__name__} must accept {missing}: its signature must "
-                        f"be fn(model, splits, *, device, seed, progress, <hyperparameters>=default)")
-    for p in sig.values():
-        if p.name in _RESERVED:
-            continue
-        if p.kind is not inspect.Parameter.KEYWORD_ONLY and p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
-            raise TypeError(f"unlearning method {fn.__name__}: parameter {p.name!r} must be a plain "
-                            f"keyword parameter (no *args / **kwargs)")
-        if p.default is inspect.Parameter.empty:
-            raise TypeError(f"unlearning method {fn.__name__}: hyperparameter {p.name!r} needs a "
-                            f"default value")
-        params[p.name] = p.default
-    return params
+def _fields_of(name: str, cls: type) -> dict[str, Any]:
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"unlearning method {name!r}: register(name, hparams) needs the method's "
+                        f"hyperparameter dataclass, not {cls!r}")
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            raise TypeError(f"unlearning method {name!r}: hyperparameter {f.name!r} of "
+                            f"{cls.__name__} needs a default value (the paper's)")
+    return out
+
+
+def _check_signature(name: str, fn: Callable) -> None:
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    keywords = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    if positional != list(_POSITIONAL) or not set(_KEYWORDS) <= keywords:
+        raise TypeError(f"unlearning method {name!r} ({getattr(fn, '__name__', fn)}) must accept "
+                        f"fn(model, splits, hp, *, device, seed, progress): its hyperparameters "
+                        f"come as one dataclass instance hp")
+
+
+def check_hparams(name: str, hparams: dict[str, Any], valid: dict[str, Any], what: str) -> None:
+    """Raise ``TypeError`` if ``hparams`` names a field the method's dataclass does not have."""
+    bad = sorted(set(hparams) - set(valid))
+    if bad:
+        raise TypeError(f"unknown hyperparameter(s) {bad} for unlearning method {name!r} ({what}); "
+                        f"valid: {', '.join(sorted(valid))}")
 
 
 #: the kinds of a search-space entry (anything else is a constant)
@@ -133,7 +167,7 @@ SPACE_KINDS = ("float", "int", "categorical")
 def _check_space(name: str, space: dict[str, Any], hparams: dict[str, Any]) -> None:
     bad = sorted(set(space) - set(hparams))
     if bad:
-        raise ValueError(f"method {name!r}: search_space names unknown hyperparameters {bad}; "
+        raise ValueError(f"method {name!r}: SEARCH_SPACE names unknown hyperparameters {bad}; "
                          f"valid: {', '.join(sorted(hparams))}")
     for key, spec in space.items():
         if not (isinstance(spec, tuple) and spec and spec[0] in SPACE_KINDS):
@@ -141,52 +175,57 @@ def _check_space(name: str, space: dict[str, Any], hparams: dict[str, Any]) -> N
         kind = spec[0]
         if kind == "categorical":
             if len(spec) != 2 or not list(spec[1]):
-                raise ValueError(f"method {name!r}: search_space[{key!r}] = {spec!r}: write "
+                raise ValueError(f"method {name!r}: SEARCH_SPACE[{key!r}] = {spec!r}: write "
                                  f"('categorical', [choice, ...])")
             continue
         if len(spec) not in (3, 4) or (len(spec) == 4 and spec[3] != "log") or not spec[1] < spec[2]:
-            raise ValueError(f"method {name!r}: search_space[{key!r}] = {spec!r}: write "
+            raise ValueError(f"method {name!r}: SEARCH_SPACE[{key!r}] = {spec!r}: write "
                              f"('{kind}', low, high) or ('{kind}', low, high, 'log') with low < high")
         if len(spec) == 4 and not spec[1] > 0:
-            raise ValueError(f"method {name!r}: search_space[{key!r}] = {spec!r}: a log range needs low > 0")
+            raise ValueError(f"method {name!r}: SEARCH_SPACE[{key!r}] = {spec!r}: a log range needs low > 0")
 
 
-def register(name: str, defaults: dict[str, dict[str, Any]] | None = None,
-             search_space: dict[str, Any] | None = None,
-             strength: tuple[str, Sequence] | None = None) -> Callable:
-    """Decorator: register ``fn`` as unlearning method ``name`` (see the module docstring).
+def register(name: str, hparams: type) -> Callable:
+    """Decorator: register ``fn`` as unlearning method ``name`` with the hyperparameter dataclass
+    ``hparams`` (see the module docstring).
 
-    ``defaults`` maps profile names (``smoke``/``quick``/``paper``) to hyperparameter values
-    overriding the function's own defaults; ``search_space`` and ``strength`` declare what the
-    tuner searches and what the trade-off front sweeps. Unknown profiles or hyperparameter names
-    and malformed ranges are rejected here, at import time.
-    """
-    defaults = {k: dict(v) for k, v in (defaults or {}).items()}
-    space = dict(search_space or {})
+    The dataclass's ``PRESETS`` (profile -> overrides of the field defaults), ``SEARCH_SPACE``
+    and ``STRENGTH`` are checked here, at import time: unknown profiles or hyperparameter names,
+    malformed ranges and preset values the dataclass rejects raise."""
 
     def deco(fn: Callable) -> Callable:
         if name in _METHODS and _METHODS[name].fn is not fn and \
                 _METHODS[name].fn.__module__ != fn.__module__:
             raise ValueError(f"unlearning method {name!r} is registered twice: by "
                              f"{_METHODS[name].fn.__module__} and by {fn.__module__}")
-        hparams = _hparams_of(fn)
-        for profile, values in defaults.items():
+        values = _fields_of(name, hparams)
+        _check_signature(name, fn)
+        presets = {k: dict(v) for k, v in getattr(hparams, "PRESETS", {}).items()}
+        if "paper" in presets:
+            raise ValueError(f"method {name!r}: PRESETS['paper'] – the paper's values are the field "
+                             f"defaults of {hparams.__name__}; change them there (PRESETS holds "
+                             f"the smaller profiles)")
+        for profile, preset in presets.items():
             if profile not in PROFILE_NAMES:
-                raise ValueError(f"method {name!r}: unknown profile {profile!r} in defaults; "
+                raise ValueError(f"method {name!r}: unknown profile {profile!r} in PRESETS; "
                                  f"valid profiles: {', '.join(PROFILE_NAMES)}")
-            bad = sorted(set(values) - set(hparams))
+            bad = sorted(set(preset) - set(values))
             if bad:
-                raise ValueError(f"method {name!r}: defaults[{profile!r}] names unknown "
-                                 f"hyperparameters {bad}; valid: {', '.join(sorted(hparams))}")
-        _check_space(name, space, hparams)
+                raise ValueError(f"method {name!r}: PRESETS[{profile!r}] names unknown "
+                                 f"hyperparameters {bad}; valid: {', '.join(sorted(values))}")
+            hparams(**{**values, **preset})  # the dataclass checks the values
+        space = dict(getattr(hparams, "SEARCH_SPACE", {}))
+        _check_space(name, space, values)
+        strength = getattr(hparams, "STRENGTH", None)
         knob = None
         if strength is not None:
-            if (len(strength) != 2 or strength[0] not in hparams or len(list(strength[1])) < 2):
-                raise ValueError(f"method {name!r}: strength={strength!r}: write (hyperparameter, "
+            if (len(strength) != 2 or strength[0] not in values or len(list(strength[1])) < 2):
+                raise ValueError(f"method {name!r}: STRENGTH={strength!r}: write (hyperparameter, "
                                  f"[at least 2 values, weak to strong]) with a hyperparameter of "
-                                 f"{', '.join(sorted(hparams))}")
+                                 f"{', '.join(sorted(values))}")
             knob = (strength[0], tuple(strength[1]))
-        _METHODS[name] = _Method(name, fn, hparams, defaults, inspect.getdoc(fn) or "", space, knob)
+        _METHODS[name] = _Method(name, fn, hparams, values, presets, inspect.getdoc(fn) or "",
+                                 space, knob)
         return fn
 
     return deco
@@ -205,17 +244,17 @@ def get_method(name: str) -> _Method:
 
 
 def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
-    """The hyperparameters method ``name`` runs with under ``profile``: its function's defaults
-    updated by ``defaults[profile]`` (a profile the method does not list uses the function
-    defaults alone)."""
+    """The hyperparameters method ``name`` runs with under ``profile``, flat: its dataclass's
+    field defaults (the paper's values) updated by ``PRESETS[profile]`` (``paper``, and a profile
+    the method does not list, use the field defaults alone)."""
     method = get_method(name)
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
-    return {**method.hparams, **method.defaults.get(profile, {})}
+    return {**method.hparams, **method.presets.get(profile, {})}
 
 
 def method_search_space(name: str) -> dict[str, Any]:
-    """The search space method ``name`` declared beside its defaults (a copy; {} if none)."""
+    """The search space method ``name`` declared beside its presets (a copy; {} if none)."""
     return dict(get_method(name).search_space)
 
 
@@ -346,18 +385,18 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
 
     The caller's model is deep-copied first (``inplace=True`` skips the copy), moved to
     ``device`` (``"auto"``: CUDA if available) in channels_last, global RNGs are seeded with
-    ``seed``, and the method runs on ``method_view(splits)`` (no test split) with ``method_defaults(name, profile)`` updated by
-    ``hparams``. Unknown hyperparameter names raise ``TypeError`` listing the valid ones.
+    ``seed``, and the method runs on ``method_view(splits)`` (no test split) with its dataclass
+    built from ``method_defaults(name, profile)`` updated by ``hparams``. Unknown hyperparameter
+    names raise ``TypeError`` naming the method and listing the valid ones; values the dataclass
+    rejects raise its ``ValueError``.
     ``progress`` shows the method's tqdm bar. ``callback`` / ``callback_every``: see the module
     docstring.
     """
     method = get_method(name)
     resolved = method_defaults(name, profile)
-    bad = sorted(set(hparams) - set(resolved))
-    if bad:
-        raise TypeError(f"unknown hyperparameter(s) {bad} for unlearning method {name!r}; valid: "
-                        f"{', '.join(sorted(resolved))}")
+    check_hparams(name, hparams, resolved, "unlearn() keyword arguments")
     resolved.update(hparams)
+    hp = method.hparams_cls(**resolved)
     dev = resolve_device(device)
     work = model if inplace else copy.deepcopy(model)
     work.to(device=dev, memory_format=torch.channels_last)
@@ -370,7 +409,7 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
     t0 = time.perf_counter()
     try:
         with finite, watch:
-            out = method.fn(work, view, device=dev, seed=seed, progress=progress, **resolved)
+            out = method.fn(work, view, hp, device=dev, seed=seed, progress=progress)
     except FloatingPointError as err:  # the method's own finite checks (losses, gradients)
         finite.check()  # names the first step whose weights went non-finite, if there is one
         if str(err).startswith("unlearning method"):

@@ -7,14 +7,15 @@ unlearning via gradient-based weight saliency", arXiv 2310.12508).
    parameter entries, ranked *globally* over every parameter tensor (SalUn's "hard threshold"
    over the whole model; 0.5 in the paper). Ties at the threshold are broken by ``torch.topk``
    so that exactly round(mask_ratio * n_weights) entries are kept.
-2. **Random labelling under the mask.** The training of :mod:`.random_label` (forget samples
+2. **Random labelling under the mask.** The training of :mod:`.random_label`
+   (:func:`.loop.relabelled_pass` in the shared loop; forget samples
    with fixed random wrong labels + retain samples with true labels, one shuffled loader, SGD
    with momentum and weight decay) where only the salient weights move:
    w <- w - lr * m * (update). Implemented so that masked-out entries stay **bitwise**
    unchanged with any momentum and weight decay: the optimizer gets ``weight_decay=0``; the
    decay is added to the gradient by hand *on masked weights only* (g <- m * (g + wd * w)), so
-   masked-out gradients and momentum entries are exactly 0; and after every ``opt.step`` the
-   masked-out entries are copied back from a frozen copy as a guarantee that does not depend
+   masked-out gradients and momentum entries are exactly 0 (the loop's ``before_step`` hook);
+   and after every ``opt.step`` (its ``after_step`` hook) the masked-out entries are copied back from a frozen copy as a guarantee that does not depend
    on the optimizer's arithmetic (``torch.where``).
 
 BatchNorm: the mask covers *parameters* (BN weight and bias included). BN running means and
@@ -28,17 +29,18 @@ mask itself (name -> bool tensor on the CPU; off by default so that ``info`` sta
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..utils import autocast, check_finite, to_device
-from .random_label import mixed_epoch, relabelled_mixed_loader
+from .loop import Hooks, SGDTraining, fit, relabelled_pass, seed_words
 from .registry import register
 
-__all__ = ["salun", "saliency_mask", "MaskedUpdate"]
+__all__ = ["salun", "SalUnHparams", "saliency_mask", "MaskedUpdate"]
 
 
 def saliency_mask(model: nn.Module, splits, device: torch.device, mask_ratio: float = 0.5,
@@ -113,60 +115,64 @@ def _train_bn_frozen(model: nn.Module) -> None:
             mod.eval()
 
 
-_DEFAULTS = {
-    # SalUn paper, random-data forgetting (CIFAR-10, ResNet-18): mask ratio 0.5, SGD momentum
-    # 0.9, wd 5e-4, 10 epochs, lr 0.013 (its released script for this setting); batch 32 = the
-    # DLFD authors' MUFAC batch (SalUn uses 256 on CIFAR)
-    "paper": {"epochs": 10, "lr": 0.013, "mask_ratio": 0.5, "batch_size": 32},
-    # CPU demo (untuned)
-    "quick": {"epochs": 2, "lr": 0.013, "mask_ratio": 0.5, "batch_size": 64},
-    "smoke": {"epochs": 1, "lr": 0.01, "mask_ratio": 0.5, "batch_size": 8},
-}
+@dataclass
+class SalUnHparams(SGDTraining):
+    """SalUn: the saliency mask keeps the top ``mask_ratio`` share of |grad forget CE| (computed
+    in batches of ``mask_batch_size``); then ``epochs`` epochs of masked random labelling with SGD
+    (the fields of :class:`.loop.SGDTraining`; weight decay on masked weights only).
+    ``freeze_bn_stats``: BatchNorm layers in eval mode while training; ``return_mask``: put the
+    mask (name -> bool CPU tensor, ~1 byte per weight) in ``info["mask"]``. SalUn paper, random-data forgetting
+    (CIFAR-10, ResNet-18): mask ratio 0.5, SGD momentum 0.9, wd 5e-4, 10 epochs, lr 0.013 (its
+    released script for this setting); batch 32 = the DLFD authors' MUFAC batch (SalUn: 256)."""
+
+    epochs: int = 10
+    lr: float = 0.013
+    mask_ratio: float = 0.5
+    mask_batch_size: int = 64
+    freeze_bn_stats: bool = False
+    return_mask: bool = False
+
+    PRESETS: ClassVar[dict] = {
+        # CPU demo (untuned)
+        "quick": {"epochs": 2, "lr": 0.013, "mask_ratio": 0.5, "batch_size": 64},
+        "smoke": {"epochs": 1, "lr": 0.01, "mask_ratio": 0.5, "batch_size": 8},
+    }
+    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the
+    #: learning rate, the saliency mask's share of weights and epochs; augmentation of its
+    #: batches is a tuned choice too (the authors' baselines trained on augmented batches, the
+    #: kit's defaults do not; every method, DLFD included, gets the same choice).
+    SEARCH_SPACE: ClassVar[dict] = {"lr": ("float", 1e-3, 3e-2, "log"), "mask_ratio": ("float", 0.1, 0.9),
+                                    "epochs": ("int", 1, 3), "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+    STRENGTH: ClassVar[tuple] = ("mask_ratio", (0.1, 0.3, 0.5, 0.7, 0.9))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio={self.mask_ratio} must lie in [0, 1]")
 
 
-#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the learning rate, the saliency mask's share of weights and epochs;
-#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
-#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
-SEARCH_SPACE = {"lr": ("float", 1e-3, 3e-2, "log"), "mask_ratio": ("float", 0.1, 0.9), "epochs": ("int", 1, 3), "augment": ("categorical", [False, True])}
-#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
-STRENGTH = ("mask_ratio", (0.1, 0.3, 0.5, 0.7, 0.9))
-
-
-@register("salun", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
-def salun(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
-          epochs: int = 10, lr: float = 0.013, momentum: float = 0.9, weight_decay: float = 5e-4,
-          mask_ratio: float = 0.5, batch_size: int = 32, mask_batch_size: int = 64,
-          augment: bool = False, freeze_bn_stats: bool = False, amp: bool = True,
-          max_batches: int | None = None, return_mask: bool = False):
+@register("salun", SalUnHparams)
+def salun(model: nn.Module, splits, hp: SalUnHparams, *, device: torch.device, seed: int = 0,
+          progress: bool = False):
     """SalUn: saliency mask (top ``mask_ratio`` of |grad forget CE|, global), then random
-    labelling (forget with random wrong labels + retain) with updates confined to the mask.
-    ``freeze_bn_stats``: BN layers in eval mode while training; ``max_batches`` caps each epoch;
-    ``return_mask``: put the mask (name -> bool CPU tensor, ~1 byte per weight) in ``info["mask"]``."""
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"salun needs epochs >= 1, batch_size >= 1, lr > 0; got epochs={epochs}, "
-                         f"batch_size={batch_size}, lr={lr}")
-    masks = saliency_mask(model, splits, device, mask_ratio, mask_batch_size, amp)
+    labelling (forget with random wrong labels + retain) with updates confined to the mask."""
+    masks = saliency_mask(model, splits, device, hp.mask_ratio, hp.mask_batch_size, hp.amp)
     n_total = sum(m.numel() for m in masks.values())
     n_kept = int(sum(int(m.sum()) for m in masks.values()))
-    seeds = np.random.SeedSequence(seed).generate_state(2)
-    loader, new_labels = relabelled_mixed_loader(splits, batch_size, augment, int(seeds[0]), int(seeds[1]))
-    # weight decay goes through MaskedUpdate (masked weights only), never through the optimizer
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=0.0)
-    masked = MaskedUpdate(model, masks, weight_decay)
-    total = epochs * (len(loader) if max_batches is None else min(len(loader), max_batches))
-    history = []
-    set_mode = _train_bn_frozen if freeze_bn_stats else None
-    with tqdm(total=total, desc="SalUn", disable=not progress) as bar:
-        for epoch in range(epochs):
-            rec = mixed_epoch(model, loader, opt, device, amp, max_batches,
-                              before_step=masked.before_step, after_step=masked.after_step,
-                              bar=bar, set_train_mode=set_mode,
-                              what=f"SalUn's masked training loss in epoch {epoch + 1}")
-            history.append({"epoch": epoch + 1, "phase": "salun", **rec})
-    model.eval()
+    seeds = seed_words(seed, 2)
+    rl, n_relabelled = relabelled_pass(model, splits, batch_size=hp.batch_size, augment=hp.augment,
+                                       seed=seeds[0], label_seed=seeds[1], device=device, amp=hp.amp)
+    if hp.freeze_bn_stats:
+        rl.train_mode = _train_bn_frozen
+    masked = MaskedUpdate(model, masks, hp.weight_decay)
+    # weight decay goes through MaskedUpdate (masked weights only), never through the optimiser
+    history, steps = fit(model, [rl], hp.optim(weight_decay=0.0), epochs=hp.epochs,
+                         max_steps=hp.max_steps, device=device, desc="SalUn", phase="salun",
+                         progress=progress,
+                         hooks=Hooks(before_step=masked.before_step, after_step=masked.after_step))
     info = {"mask_fraction": n_kept / max(n_total, 1), "n_weights": n_total, "n_masked_in": n_kept,
-            "n_forget_relabelled": len(new_labels)}
-    if return_mask:
+            "n_forget_relabelled": n_relabelled, "steps": steps}
+    if hp.return_mask:
         info["mask"] = {n: m.cpu() for n, m in masks.items()}
     return history, info
-

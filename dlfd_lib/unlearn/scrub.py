@@ -17,25 +17,27 @@ optimiser (momentum, weight decay) serves both kinds of step, as in SCRUB's code
 optional learning-rate decay (at epochs 3, 5, 9 in its example settings) never fires within
 the 3 epochs used here and is not implemented.
 
-History: row 0 holds the forget KL of the untouched student (eval mode, float32: it is 0 up to
-rounding); then one row per epoch with the running means of the max- and min-step losses and
+Both passes are hooks of the shared loop (:func:`.loop.fit`: a max-step pass that runs only in
+the first ``msteps`` epochs, then a min-step pass). History: row 0 holds the forget KL of the untouched student (eval mode, float32: it is 0 up to
+rounding); then one row per epoch with the loop's columns, the running means of the max- and min-step
+losses (``max_kl``; ``min_ce``, ``min_kl``, ``min_loss``) and
 (``monitor=True``) the eval-mode mean forget KL after the max-steps (``forget_kl_after_max``)
 and at the end of the epoch (``forget_kl``). Finiteness is checked once per epoch.
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
+from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from ..utils import autocast, check_finite, to_device
+from ..utils import autocast, to_device
+from .loop import Pass, SGDTraining, fit, frozen_copy, make_loader, seed_words
 from .registry import register
 
-__all__ = ["scrub", "distill_kl", "mean_forget_kl"]
+__all__ = ["scrub", "ScrubHparams", "distill_kl", "mean_forget_kl"]
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -61,120 +63,99 @@ def mean_forget_kl(student: nn.Module, teacher: nn.Module, loader, device: torch
     return total / max(n, 1)
 
 
-_DEFAULTS = {
-    # SCRUB's example settings (its released notebooks): SGD lr 5e-4, momentum 0.9, wd 5e-4,
-    # 3 epochs of which 2 with max-steps, T = 4, gamma 0.99 (CE), alpha 0.001 (KL), batches
-    # 128 (retain) / 32 (forget)
-    "paper": {"epochs": 3, "msteps": 2, "lr": 5e-4, "temperature": 4.0, "gamma": 0.99,
-              "alpha": 0.001, "batch_size": 128, "forget_batch_size": 32},
-    # CPU demo (untuned): the same recipe with smaller retain batches
-    "quick": {"epochs": 3, "msteps": 2, "lr": 5e-4, "temperature": 4.0, "gamma": 0.99,
-              "alpha": 0.001, "batch_size": 64, "forget_batch_size": 32},
-    "smoke": {"epochs": 2, "msteps": 1, "lr": 0.01, "batch_size": 8, "forget_batch_size": 4},
-}
+@dataclass
+class ScrubHparams(SGDTraining):
+    """SCRUB: ``epochs`` epochs; the first ``msteps`` start with a max-step pass on forget (batches
+    of ``forget_batch_size``), every epoch has a min-step pass on retain (batches of
+    ``batch_size``: gamma * CE + alpha * KL), KL at ``temperature``; SGD (the fields of
+    :class:`.loop.SGDTraining`). ``monitor``: measure the forget KL in eval mode.
+    SCRUB's example settings (its released notebooks): SGD lr 5e-4, momentum 0.9, wd 5e-4, 3
+    epochs of which 2 with max-steps, T = 4, gamma 0.99 (CE), alpha 0.001 (KL), batches 128
+    (retain) / 32 (forget)."""
+
+    epochs: int = 3
+    lr: float = 5e-4
+    batch_size: int = 128
+    msteps: int = 2
+    temperature: float = 4.0
+    gamma: float = 0.99
+    alpha: float = 0.001
+    forget_batch_size: int = 32
+    monitor: bool = True
+
+    PRESETS: ClassVar[dict] = {
+        # CPU demo (untuned): the same recipe with smaller retain batches
+        "quick": {"epochs": 3, "msteps": 2, "lr": 5e-4, "temperature": 4.0, "gamma": 0.99,
+                  "alpha": 0.001, "batch_size": 64, "forget_batch_size": 32},
+        "smoke": {"epochs": 2, "msteps": 1, "lr": 0.01, "batch_size": 8, "forget_batch_size": 4},
+    }
+    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the
+    #: learning rate, the number of max-step epochs (of 3) and the KL temperature; augmentation
+    #: of its batches is a tuned choice too (the authors' baselines trained on augmented batches,
+    #: the kit's defaults do not; every method, DLFD included, gets the same choice).
+    SEARCH_SPACE: ClassVar[dict] = {"lr": ("float", 1e-4, 5e-3, "log"), "msteps": ("int", 0, 3),
+                                    "temperature": ("float", 1.0, 4.0),
+                                    "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+    STRENGTH: ClassVar[tuple] = ("msteps", (0, 1, 2, 3))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.msteps < 0 or self.forget_batch_size < 1 or not self.temperature > 0:
+            raise ValueError(f"scrub needs msteps >= 0, forget_batch_size >= 1 and temperature > 0; "
+                             f"got msteps={self.msteps}, forget_batch_size={self.forget_batch_size}, "
+                             f"temperature={self.temperature}")
 
 
-#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the learning rate, the number of max-step epochs (of 3) and the KL temperature;
-#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
-#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
-SEARCH_SPACE = {"lr": ("float", 1e-4, 5e-3, "log"), "msteps": ("int", 0, 3), "temperature": ("float", 1.0, 4.0), "augment": ("categorical", [False, True])}
-#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
-STRENGTH = ("msteps", (0, 1, 2, 3))
+@register("scrub", ScrubHparams)
+def scrub(model: nn.Module, splits, hp: ScrubHparams, *, device: torch.device, seed: int = 0,
+          progress: bool = False):
+    """SCRUB: max-steps on forget (-KL to the frozen original) in the first ``msteps`` epochs,
+    min-steps on retain (gamma * CE + alpha * KL) in every epoch."""
+    seeds = seed_words(seed, 2)
+    retain_loader = make_loader(splits, "retain", hp.batch_size, hp.augment, seeds[0])
+    forget_loader = make_loader(splits, "forget", hp.forget_batch_size, hp.augment, seeds[1])
+    eval_forget = splits.loader("forget", batch_size=max(hp.forget_batch_size, 64), shuffle=False)
+    teacher = frozen_copy(model)
+    T = hp.temperature
 
+    def both_logits(x):
+        with torch.no_grad(), autocast(device, hp.amp):
+            t_logits = teacher(x)
+        with autocast(device, hp.amp):
+            return model(x), t_logits
 
-@register("scrub", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
-def scrub(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
-          epochs: int = 3, msteps: int = 2, lr: float = 5e-4, momentum: float = 0.9,
-          weight_decay: float = 5e-4, temperature: float = 4.0, gamma: float = 0.99,
-          alpha: float = 0.001, batch_size: int = 128, forget_batch_size: int = 32,
-          augment: bool = False, amp: bool = True, monitor: bool = True,
-          max_batches: int | None = None):
-    """SCRUB: ``epochs`` epochs; the first ``msteps`` start with a max-step pass on forget
-    (-KL to the frozen original), every epoch has a min-step pass on retain
-    (gamma * CE + alpha * KL), KL at ``temperature``. ``batch_size``: retain batches;
-    ``monitor``: measure the forget KL in eval mode; ``max_batches`` caps each pass."""
-    if epochs < 1 or msteps < 0 or batch_size < 1 or forget_batch_size < 1 or not lr > 0 \
-            or not temperature > 0:
-        raise ValueError(f"scrub needs epochs >= 1, msteps >= 0, batch sizes >= 1, lr > 0 and "
-                         f"temperature > 0; got epochs={epochs}, msteps={msteps}, "
-                         f"batch_size={batch_size}, forget_batch_size={forget_batch_size}, lr={lr}, "
-                         f"temperature={temperature}")
-    seeds = np.random.SeedSequence(seed).generate_state(2)
-    n_r, n_f = len(splits.retain), len(splits.forget)
-    retain_loader = splits.loader("retain", batch_size=batch_size, augment=augment, shuffle=True,
-                                  seed=int(seeds[0]), drop_last=n_r > batch_size)
-    forget_loader = splits.loader("forget", batch_size=forget_batch_size, augment=augment,
-                                  shuffle=True, seed=int(seeds[1]), drop_last=n_f > forget_batch_size)
-    eval_forget = splits.loader("forget", batch_size=max(forget_batch_size, 64), shuffle=False)
+    def max_step(batch):  # raise KL(teacher || student) on forget
+        x = to_device(batch[0], device)
+        kl = distill_kl(*both_logits(x), T)
+        return -kl.mean(), {"max_kl": kl.detach().sum(), "n_max": kl.new_tensor(x.shape[0])}
 
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    def min_step(batch):  # stay close to the teacher, and correct, on retain
+        x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
+        s_logits, t_logits = both_logits(x)
+        ce = F.cross_entropy(s_logits.float(), y)
+        kl = distill_kl(s_logits, t_logits, T).mean()
+        n = x.shape[0]
+        return hp.gamma * ce + hp.alpha * kl, {"min_ce": ce.detach() * n, "min_kl": kl.detach() * n,
+                                               "n_min": ce.new_tensor(n)}
 
-    def cap(n):
-        return n if max_batches is None else min(n, max_batches)
+    def forget_kl():
+        return mean_forget_kl(model, teacher, eval_forget, device, T)
 
-    total = min(msteps, epochs) * cap(len(forget_loader)) + epochs * cap(len(retain_loader))
-    history = []
-    if monitor:
-        history.append({"epoch": 0, "forget_kl": mean_forget_kl(model, teacher, eval_forget, device,
-                                                                temperature)})
-    bar = tqdm(total=total, desc="SCRUB", disable=not progress)
-    for epoch in range(epochs):
-        rec = {"epoch": epoch + 1, "max_step": epoch < msteps}
-        model.train()
-        if epoch < msteps:  # ---- max-steps: raise KL(teacher || student) on forget
-            kl_sum, n, nb = torch.zeros((), device=device), 0, 0
-            for x, _ in forget_loader:
-                if max_batches is not None and nb >= max_batches:
-                    break
-                x = to_device(x, device)
-                with torch.no_grad(), autocast(device, amp):
-                    t_logits = teacher(x)
-                with autocast(device, amp):
-                    s_logits = model(x)
-                kl = distill_kl(s_logits, t_logits, temperature)
-                loss = -kl.mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                kl_sum += kl.detach().sum()
-                n += x.shape[0]
-                nb += 1
-                bar.update(1)
-            rec["max_kl"] = float(kl_sum) / max(n, 1)
-            check_finite(rec["max_kl"], f"SCRUB's forget KL (max-steps, epoch {epoch + 1})")
-            if monitor:
-                rec["forget_kl_after_max"] = mean_forget_kl(model, teacher, eval_forget, device, temperature)
-                model.train()
-        # ---- min-steps: gamma * CE + alpha * KL on retain
-        sums, n, nb = torch.zeros(2, device=device), 0, 0
-        for x, y in retain_loader:
-            if max_batches is not None and nb >= max_batches:
-                break
-            x, y = to_device(x, device), y.to(device, non_blocking=True)
-            with torch.no_grad(), autocast(device, amp):
-                t_logits = teacher(x)
-            with autocast(device, amp):
-                s_logits = model(x)
-            ce = F.cross_entropy(s_logits.float(), y)
-            kl = distill_kl(s_logits, t_logits, temperature).mean()
-            loss = gamma * ce + alpha * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += torch.stack([ce.detach(), kl.detach()]) * x.shape[0]
-            n += x.shape[0]
-            nb += 1
-            bar.update(1)
-        opt.zero_grad(set_to_none=True)
-        ce_mean, kl_mean = (sums / max(n, 1)).tolist()
-        check_finite(ce_mean + kl_mean, f"SCRUB's retain loss (min-steps, epoch {epoch + 1})")
-        rec.update(min_ce=ce_mean, min_kl=kl_mean, min_loss=gamma * ce_mean + alpha * kl_mean)
-        if monitor:
-            rec["forget_kl"] = mean_forget_kl(model, teacher, eval_forget, device, temperature)
-        history.append(rec)
-    bar.close()
-    model.eval()
-    return history, {"epochs": epochs, "msteps_done": min(msteps, epochs)}
+    def max_summary(sums, batches):
+        return {"max_kl": sums["max_kl"] / max(sums["n_max"], 1)}
+
+    def min_summary(sums, batches):
+        ce, kl = sums["min_ce"] / max(sums["n_min"], 1), sums["min_kl"] / max(sums["n_min"], 1)
+        return {"min_ce": ce, "min_kl": kl, "min_loss": hp.gamma * ce + hp.alpha * kl}
+
+    passes = [Pass(forget_loader, max_step, summary=max_summary, when=lambda e: e <= hp.msteps,
+                   after=lambda e: {"forget_kl_after_max": forget_kl()} if hp.monitor else {}),
+              Pass(retain_loader, min_step, summary=min_summary,
+                   after=lambda e: {"max_step": e <= hp.msteps,
+                                    **({"forget_kl": forget_kl()} if hp.monitor else {})})]
+    start = [{"epoch": 0, "forget_kl": forget_kl()}] if hp.monitor else []
+    history, steps = fit(model, passes, hp.optim(), epochs=hp.epochs,
+                         max_steps=hp.max_steps, device=device, desc="SCRUB", progress=progress)
+    return start + history, {"epochs": hp.epochs, "msteps_done": min(hp.msteps, hp.epochs),
+                             "steps": steps}

@@ -29,23 +29,29 @@ every phase and count each image once, so the accuracies are fractions in [0, 1]
 authors' version never reset them and printed accuracies above 100 %: item 9 of
 ``released-code-pitfalls.md``).
 
-History: one row for the noise (CE of the forget labels on the noise before and after
-learning it, eval mode, float32) and one row per phase (mean CE, retain accuracy, noise
+Impair and repair are two runs of the shared loop (:func:`.loop.fit`), the impair pass with a
+hook that joins the noise to each retain batch. History: one row for the noise (``epoch`` 0:
+CE of the forget labels on the noise before and after learning it, eval mode, float32) and one
+row per phase (the loop's columns, ``loss`` the per-image mean CE, retain accuracy, noise
 accuracy during the impair phase). Finiteness is checked once per phase.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..optim import OPTIMIZERS, SGD_DEFAULTS, Optim
 from ..utils import autocast, check_finite, to_device
+from .loop import Pass, fit, seed_words, shuffled_loader
 from .registry import register
 
-__all__ = ["unsir", "learn_noise", "noise_loss"]
+__all__ = ["unsir", "UnsirHparams", "learn_noise", "noise_loss"]
 
 
 @torch.no_grad()
@@ -99,119 +105,127 @@ def learn_noise(model: nn.Module, splits, device: torch.device, steps: int = 10,
                            "noise_rms": float(noise.pow(2).mean().sqrt())}
 
 
-def _optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer={name!r}: choose 'sgd' or 'adam'")
+def _phase_pass(model, loader, device, amp, noise, noise_labels, chunks) -> Pass:
+    """CE on retain batches, each joined by its noise chunk (``chunks``: one index array per
+    batch, or None for retain only); counters count each image once."""
+    seen = [0]
 
-
-def _phase(model, retain_loader, opt, device, amp, noise_chunks, noise, noise_labels,
-           max_batches, bar, what) -> dict[str, float]:
-    """One epoch of CE on retain batches, each joined by its noise chunk (``noise_chunks``:
-    one index array per batch, or None for retain only). Fresh counters every call."""
-    model.train()
-    sums = torch.zeros(5, device=device)  # loss*n, retain correct, retain n, noise correct, noise n
-    nb = 0
-    for x, y in retain_loader:
-        if max_batches is not None and nb >= max_batches:
-            break
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
+    def step(batch):
+        x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
         n_r = x.shape[0]
-        if noise_chunks is not None and len(noise_chunks[nb]):
-            idx = torch.as_tensor(noise_chunks[nb], device=device)
+        if chunks is not None and len(chunks[seen[0]]):
+            idx = torch.as_tensor(chunks[seen[0]], device=device)
             x = torch.cat([x, noise[idx]]).contiguous(memory_format=torch.channels_last)
             y = torch.cat([y, noise_labels[idx]])
+        seen[0] += 1
         with autocast(device, amp):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
         with torch.no_grad():
             hit = (logits.argmax(1) == y).float()
-            sums += torch.stack([loss.detach() * len(y), hit[:n_r].sum(), hit.new_tensor(n_r),
-                                 hit[n_r:].sum(), hit.new_tensor(len(y) - n_r)])
-        nb += 1
-        bar.update(1)
-    opt.zero_grad(set_to_none=True)
-    s = sums.tolist()
-    n_all = s[2] + s[4]
-    rec = {"phase": what, "loss": s[0] / n_all if n_all else float("nan"),
-           "retain_acc": s[1] / s[2] if s[2] else float("nan"), "n_retain": int(s[2]),
-           "noise_acc": s[3] / s[4] if s[4] else float("nan"), "n_noise": int(s[4]), "batches": nb}
-    check_finite(rec["loss"], f"UNSIR's {what} loss")
-    return rec
+            sums = {"loss_n": loss.detach() * len(y), "retain_hit": hit[:n_r].sum(),
+                    "n_retain": hit.new_tensor(n_r), "noise_hit": hit[n_r:].sum(),
+                    "n_noise": hit.new_tensor(len(y) - n_r)}
+        return loss, sums
+
+    def summary(s, batches):
+        n_all = s["n_retain"] + s["n_noise"]
+        return {"loss": s["loss_n"] / n_all if n_all else float("nan"),
+                "retain_acc": s["retain_hit"] / s["n_retain"] if s["n_retain"] else float("nan"),
+                "n_retain": int(s["n_retain"]),
+                "noise_acc": s["noise_hit"] / s["n_noise"] if s["n_noise"] else float("nan"),
+                "n_noise": int(s["n_noise"])}
+
+    return Pass(loader, step, summary=summary)
 
 
-_DEFAULTS = {
-    # Tarun et al.: noise by Adam lr 0.1 with lambda 0.1, impair 1 epoch at lr 0.02, repair 1
-    # epoch at lr 0.01, Adam for both (the authors' released notebook); 40 noise steps and
-    # batch 32 (the DLFD authors' MUFAC batch) are this kit's choices for the sample-level variant
-    "paper": {"noise_steps": 40, "noise_lr": 0.1, "noise_lambda": 0.1, "impair_lr": 0.02,
-              "repair_lr": 0.01, "optimizer": "adam", "batch_size": 32, "retain_frac": 1.0},
-    # CPU demo (untuned): SGD instead of Adam at the paper's learning rates, fewer noise steps
-    "quick": {"noise_steps": 10, "noise_lr": 0.1, "noise_lambda": 0.1, "impair_lr": 0.02,
-              "repair_lr": 0.01, "optimizer": "sgd", "batch_size": 64, "retain_frac": 1.0},
-    "smoke": {"noise_steps": 3, "batch_size": 8, "noise_batch_size": 8, "optimizer": "sgd"},
-}
+@dataclass
+class UnsirHparams:
+    """UNSIR (sample-level): the noise (``noise_steps`` Adam steps at ``noise_lr``, L2 weight
+    ``noise_lambda``, batches of ``noise_batch_size``), one impair epoch at ``impair_lr``, one
+    repair epoch at ``repair_lr``, optimiser ``optimizer`` ("adam" | "sgd" with ``momentum``;
+    ``weight_decay`` for both), retain batches of ``batch_size`` from a seeded ``retain_frac``
+    subset; ``augment``, ``amp``, ``max_steps`` (cap each phase) as everywhere. Tarun et al.:
+    noise by Adam lr 0.1 with lambda 0.1, impair 1 epoch at lr 0.02, repair 1 epoch at lr 0.01,
+    Adam for both (the authors' released notebook); 40 noise steps and batch 32 (the DLFD
+    authors' MUFAC batch) are this kit's choices for the sample-level variant."""
+
+    noise_steps: int = 40
+    noise_lr: float = 0.1
+    noise_lambda: float = 0.1
+    noise_batch_size: int = 64
+    impair_lr: float = 0.02
+    repair_lr: float = 0.01
+    optimizer: str = "adam"
+    momentum: float = SGD_DEFAULTS.momentum
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    retain_frac: float = 1.0
+    augment: bool = False
+    amp: bool = True
+    max_steps: int | None = None
+
+    PRESETS: ClassVar[dict] = {
+        # CPU demo (untuned): SGD instead of Adam at the paper's learning rates, fewer noise steps
+        "quick": {"noise_steps": 10, "noise_lr": 0.1, "noise_lambda": 0.1, "impair_lr": 0.02,
+                  "repair_lr": 0.01, "optimizer": "sgd", "batch_size": 64, "retain_frac": 1.0},
+        "smoke": {"noise_steps": 3, "batch_size": 8, "noise_batch_size": 8, "optimizer": "sgd"},
+    }
+    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the
+    #: noise's optimisation steps and the impair / repair learning rates; augmentation of its
+    #: batches is a tuned choice too (the authors' baselines trained on augmented batches, the
+    #: kit's defaults do not; every method, DLFD included, gets the same choice).
+    SEARCH_SPACE: ClassVar[dict] = {"noise_steps": ("int", 2, 40, "log"),
+                                    "impair_lr": ("float", 2e-3, 5e-2, "log"),
+                                    "repair_lr": ("float", 1e-3, 3e-2, "log"),
+                                    "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+    STRENGTH: ClassVar[tuple] = ("noise_steps", (2, 5, 10, 20, 40))
+
+    def __post_init__(self):
+        if not (0 < self.retain_frac <= 1) or self.batch_size < 1 or not self.impair_lr > 0 \
+                or not self.repair_lr > 0:
+            raise ValueError(f"unsir needs 0 < retain_frac <= 1, batch_size >= 1 and positive learning "
+                             f"rates; got retain_frac={self.retain_frac}, batch_size={self.batch_size}, "
+                             f"impair_lr={self.impair_lr}, repair_lr={self.repair_lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}: choose 'sgd' or 'adam'")
+
+    def optim(self, lr: float) -> Optim:
+        return Optim(lr, self.momentum, self.weight_decay, kind=self.optimizer)
 
 
-#: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): the noise's optimisation steps and the impair / repair learning rates;
-#: augmentation of its batches is a tuned choice too (the authors' baselines trained on
-#: augmented batches, the kit's defaults do not; every method, DLFD included, gets the same choice).
-SEARCH_SPACE = {"noise_steps": ("int", 2, 40, "log"), "impair_lr": ("float", 2e-3, 5e-2, "log"), "repair_lr": ("float", 1e-3, 3e-2, "log"), "augment": ("categorical", [False, True])}
-#: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
-STRENGTH = ("noise_steps", (2, 5, 10, 20, 40))
-
-
-@register("unsir", defaults=_DEFAULTS, search_space=SEARCH_SPACE, strength=STRENGTH)
-def unsir(model: nn.Module, splits, *, device: torch.device, seed: int = 0, progress: bool = False,
-          noise_steps: int = 40, noise_lr: float = 0.1, noise_lambda: float = 0.1,
-          noise_batch_size: int = 64, impair_lr: float = 0.02, repair_lr: float = 0.01,
-          optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
-          batch_size: int = 32, retain_frac: float = 1.0, augment: bool = False, amp: bool = True,
-          max_batches: int | None = None):
-    """UNSIR (sample-level): learn error-maximising noise for every forget sample
-    (``noise_*``), impair for one epoch on retain + noise with the forget labels (``impair_lr``),
-    repair for one epoch on retain (``repair_lr``). ``optimizer``: "adam" | "sgd" (momentum,
-    weight_decay); ``retain_frac``: seeded retain subset; ``max_batches`` caps each phase."""
-    if not (0 < retain_frac <= 1) or batch_size < 1 or not impair_lr > 0 or not repair_lr > 0:
-        raise ValueError(f"unsir needs 0 < retain_frac <= 1, batch_size >= 1 and positive learning "
-                         f"rates; got retain_frac={retain_frac}, batch_size={batch_size}, "
-                         f"impair_lr={impair_lr}, repair_lr={repair_lr}")
-    _optimizer(optimizer, [torch.zeros(1, requires_grad=True)], 1.0, 0.0, 0.0)  # validate early
-    seeds = np.random.SeedSequence(seed).generate_state(5)
-    noise, noise_labels, stats = learn_noise(model, splits, device, noise_steps, noise_lr, noise_lambda,
-                                             noise_batch_size, int(seeds[0]), amp, progress)
+@register("unsir", UnsirHparams)
+def unsir(model: nn.Module, splits, hp: UnsirHparams, *, device: torch.device, seed: int = 0,
+          progress: bool = False):
+    """UNSIR (sample-level): learn error-maximising noise for every forget sample, impair for
+    one epoch on retain + noise with the forget labels, repair for one epoch on retain."""
+    seeds = seed_words(seed, 5)
+    noise, noise_labels, stats = learn_noise(model, splits, device, hp.noise_steps, hp.noise_lr,
+                                             hp.noise_lambda, hp.noise_batch_size, seeds[0], hp.amp,
+                                             progress)
     n_retain = len(splits.retain)
-    n_sub = max(1, int(round(retain_frac * n_retain)))
+    n_sub = max(1, int(round(hp.retain_frac * n_retain)))
     idx = np.arange(n_retain) if n_sub == n_retain else \
-        np.sort(np.random.default_rng(int(seeds[1])).choice(n_retain, n_sub, replace=False))
-    retain = splits.dataset("retain", augment).subset(idx)
-
-    def loader(s):
-        return DataLoader(retain, batch_size=batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(int(s)), drop_last=n_sub > batch_size)
-
-    impair_loader, repair_loader = loader(seeds[2]), loader(seeds[3])
-    n_imp = len(impair_loader) if max_batches is None else min(len(impair_loader), max_batches)
-    n_rep = len(repair_loader) if max_batches is None else min(len(repair_loader), max_batches)
+        np.sort(np.random.default_rng(seeds[1]).choice(n_retain, n_sub, replace=False))
+    retain = splits.dataset("retain", hp.augment).subset(idx)
+    impair_loader, repair_loader = (shuffled_loader(retain, hp.batch_size, s) for s in seeds[2:4])
+    n_imp = len(impair_loader) if hp.max_steps is None else min(len(impair_loader), hp.max_steps)
     if n_imp < 1:
-        raise ValueError("UNSIR has no retain batch to run; give max_batches >= 1")
-    perm = np.random.default_rng(int(seeds[4])).permutation(len(noise))
+        raise ValueError("UNSIR has no retain batch to run; give max_steps >= 1")
+    perm = np.random.default_rng(seeds[4]).permutation(len(noise))
     chunks = np.array_split(perm, n_imp)  # each noise image once over the impair epoch
 
-    history = [{"phase": "noise", "noise_loss_start": stats["loss_start"],
+    history = [{"epoch": 0, "phase": "noise", "noise_loss_start": stats["loss_start"],
                 "noise_loss_end": stats["loss_end"], "noise_rms": stats["noise_rms"]}]
-    with tqdm(total=n_imp + n_rep, desc="UNSIR", disable=not progress) as bar:
-        opt = _optimizer(optimizer, model.parameters(), impair_lr, momentum, weight_decay)
-        history.append(_phase(model, impair_loader, opt, device, amp, chunks, noise, noise_labels,
-                              max_batches, bar, "impair"))
-        opt = _optimizer(optimizer, model.parameters(), repair_lr, momentum, weight_decay)
-        history.append(_phase(model, repair_loader, opt, device, amp, None, noise, noise_labels,
-                              max_batches, bar, "repair"))
-    model.eval()
+    steps = 0
+    for phase, loader, lr, phase_chunks in (("impair", impair_loader, hp.impair_lr, chunks),
+                                            ("repair", repair_loader, hp.repair_lr, None)):
+        rows, n = fit(model, [_phase_pass(model, loader, device, hp.amp, noise, noise_labels, phase_chunks)],
+                      hp.optim(lr), epochs=1, max_steps=hp.max_steps, device=device,
+                      desc=f"UNSIR {phase}", phase=phase, progress=progress)
+        history += [{**r, "step": r["step"] + steps} for r in rows]  # steps count over both phases
+        steps += n
     return history, {"noise_loss_start": stats["loss_start"], "noise_loss_end": stats["loss_end"],
-                     "noise_rms": stats["noise_rms"], "n_noise": len(noise), "n_retain_used": n_sub}
+                     "noise_rms": stats["noise_rms"], "n_noise": len(noise), "n_retain_used": n_sub,
+                     "steps": steps}
