@@ -8,7 +8,14 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
+
+
+def color_palette(name: str, n: int) -> list[tuple[float, float, float]]:
+    """The first ``n`` colours of matplotlib's qualitative colormap ``name`` (``"tab10"``,
+    ``"tab20"``), cycling when ``n`` exceeds it: what ``seaborn.color_palette(name, n)`` gives,
+    without importing seaborn."""
+    colors = plt.get_cmap(name).colors
+    return [tuple(colors[i % len(colors)]) for i in range(n)]
 
 
 def save_figure(fig: plt.Figure, name: str, figure_dir: str | Path = "figures", dpi: int = 130) -> Path:
@@ -74,7 +81,7 @@ def plot_tradeoff(summary: pd.DataFrame, x: str = "fs", y: str = "test_acc",
     present): lower forgetting score is better forgetting, higher test accuracy better utility.
     The reference (retrained) model is the star to get close to."""
     fig, ax = plt.subplots(figsize=(7, 5))
-    palette = sns.color_palette("tab20", len(summary))
+    palette = color_palette("tab20", len(summary))
     for (name, row), colour in zip(summary.iterrows(), palette):
         is_ref = name == reference
         ax.errorbar(row[x], row[y], xerr=row.get(f"{x}_sd", 0) if np.isfinite(row.get(f"{x}_sd", np.nan)) else 0,
@@ -97,7 +104,7 @@ def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", 
     become error bars."""
     metrics = [m for m in metrics if m in table.columns]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False)
-    palette = sns.color_palette("tab10", len(table))
+    palette = color_palette("tab10", len(table))
     for ax, metric in zip(axes[0], metrics):
         sd = table[f"{metric}_sd"].to_numpy() if f"{metric}_sd" in table else None
         ax.bar(range(len(table)), table[metric].to_numpy(), color=palette,
@@ -165,7 +172,7 @@ SPLIT_COLOURS = {"retain": "#9e9e9e", "test": "tab:blue", "forget": "tab:red", "
 
 def _class_colours(classes: Sequence[str]) -> dict:
     """One colour per class name, the same in every panel and in the legend."""
-    return dict(zip(classes, sns.color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))))
+    return dict(zip(classes, color_palette("tab10" if len(classes) <= 10 else "tab20", len(classes))))
 
 
 def _scatter_embedding(ax: plt.Axes, pts: pd.DataFrame, color_by: str, classes: Sequence[str],
@@ -246,7 +253,7 @@ def plot_histories(histories: Mapping[str, pd.DataFrame], metrics: Sequence[str]
     without a metric is skipped in that panel; ``hlines`` draws a dashed reference per metric
     (e.g. the retrained model's value)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
-    palette = sns.color_palette("tab10" if len(histories) <= 10 else "tab20", max(len(histories), 1))
+    palette = color_palette("tab10" if len(histories) <= 10 else "tab20", max(len(histories), 1))
     for ax, metric in zip(axes[0], metrics):
         for (label, h), colour in zip(histories.items(), palette):
             if metric in h and x in h and h[metric].notna().any():
@@ -274,7 +281,7 @@ def plot_collapse_concept(seed: int = 0) -> plt.Figure:
     """
     rng = np.random.default_rng(seed)
     centres = np.array([[-2.2, 0.0], [2.2, 0.0], [0.0, 3.0]])
-    colours = sns.color_palette("tab10", 3)
+    colours = color_palette("tab10", 3)
     n_r, n_f = 60, 10
     retain = [c + 0.55 * rng.standard_normal((n_r, 2)) for c in centres]
     forget = [c + np.array([0.35, -0.45]) + 0.25 * rng.standard_normal((n_f, 2)) for c in centres]
@@ -316,6 +323,7 @@ def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = 
     gap = gap.drop(index=reference, errors="ignore")
     lim = max(float(np.nanmax(np.abs(gap.to_numpy()))), 1e-3)
     fig, ax = plt.subplots(figsize=(1.6 * gap.shape[1] + 3, 0.45 * gap.shape[0] + 1.6))
+    import seaborn as sns  # lazily: its import costs ~2 s a process
     sns.heatmap(gap, annot=True, fmt="+.3f", cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax,
                 cbar_kws={"label": f"{metric} − {reference}'s {metric}"})
     ax.set(title=f"membership attacks: {metric} gap to the {reference} model", xlabel="attack", ylabel="")
@@ -334,7 +342,7 @@ def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc
 
     pts = points if "on_front" in points else mark_fronts(points, x=x, y=y)
     models = list(dict.fromkeys(pts["model"]))
-    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "tab20", len(models))))
+    palette = dict(zip(models, color_palette("tab10" if len(models) <= 10 else "tab20", len(models))))
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for m in models:
         part = pts[pts["model"] == m]
@@ -383,6 +391,7 @@ def plot_ot_problem(x: np.ndarray, y: np.ndarray, cost: np.ndarray, plan: np.nda
     ax.set(title="the clouds; line width = mass moved T_ij", xlabel="coordinate 1", ylabel="coordinate 2")
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=8, loc="best")
+    import seaborn as sns  # lazily: its import costs ~2 s a process
     sns.heatmap(cost, ax=axes[1], cmap="viridis", cbar_kws={"label": "C_ij"})
     axes[1].set(title="cost matrix C (squared distance / max)", xlabel="j (y)", ylabel="i (x)")
     sns.heatmap(plan, ax=axes[2], cmap="magma_r", cbar_kws={"label": "T_ij"})

@@ -133,3 +133,10 @@ def test_import_umap_caches_umap_kernels_on_disk():
                     if isinstance(o, Dispatcher) and type(o._cache).__name__ == "NullCache"]
         assert not uncached, uncached
     assert import_umap() is umap
+
+
+@pytest.mark.parametrize("name,n", [("tab10", 3), ("tab10", 12), ("tab20", 25)])
+def test_color_palette_is_seaborns(name, n):
+    """plots.color_palette stands in for seaborn.color_palette (seaborn is imported only for heatmaps)."""
+    sns = pytest.importorskip("seaborn")
+    assert plots.color_palette(name, n) == [tuple(map(float, c)) for c in sns.color_palette(name, n)]
