@@ -42,7 +42,6 @@ not given in the paper notes: an assumption); ``quick`` 3 epochs at lr 0.01; ``s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -58,18 +57,7 @@ class CFkHparams(LastKTraining):
     """CF-k's hyperparameters: ``k`` (the last k layers are trained) and the authors' SGD recipe
     (:class:`.loop.LastKTraining`)."""
 
-    PRESETS: ClassVar[dict] = {
-        "quick": {"k": 3, "epochs": 3, "lr": 0.01, "batch_size": 32},
-        "smoke": {"k": 3, "epochs": 1, "lr": 0.01, "batch_size": 16},
-    }
-    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): how
-    #: many last layers are fine-tuned, their lr and epochs; augmentation of its batches is a
-    #: tuned choice too (the authors' baselines trained on augmented batches, the kit's
-    #: defaults do not; every method, DLFD included, gets the same choice).
-    SEARCH_SPACE: ClassVar[dict] = {"k": ("int", 1, 6), "lr": ("float", 1e-3, 3e-2, "log"),
-                                    "epochs": ("int", 1, 4), "augment": ("categorical", [False, True])}
-    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
-    STRENGTH: ClassVar[tuple] = ("k", (1, 2, 3, 4, 6))
+    # presets, search space and strength knob: LastKTraining's, shared with EU-k on purpose
 
 
 @register("cf_k", CFkHparams)

@@ -348,6 +348,22 @@ class LastKTraining(RetainTraining):
 
     k: int = 3
 
+    #: CF-k's and EU-k's presets, tuning space and front knob: one home for the two, which the
+    #: benchmark runs with the same recipe (they differ only in re-initialising the k layers).
+    PRESETS: ClassVar[dict] = {
+        "quick": {"k": 3, "epochs": 3, "lr": 0.01, "batch_size": 32},
+        "smoke": {"k": 3, "epochs": 1, "lr": 0.01, "batch_size": 16},
+    }
+    #: What the tuner searches (dlfd_lib.tuning, the same trial budget for every method): how
+    #: many last layers are fine-tuned (CF-k) or re-initialised and retrained (EU-k), their lr
+    #: and epochs; augmentation of its batches is a tuned choice too (the authors' baselines
+    #: trained on augmented batches, the kit's defaults do not; every method, DLFD included,
+    #: gets the same choice).
+    SEARCH_SPACE: ClassVar[dict] = {"k": ("int", 1, 6), "lr": ("float", 1e-3, 3e-2, "log"),
+                                    "epochs": ("int", 1, 4), "augment": ("categorical", [False, True])}
+    #: The trade-off front's knob (dlfd_lib.protocol): values from weak to strong forgetting.
+    STRENGTH: ClassVar[tuple] = ("k", (1, 2, 3, 4, 6))
+
 
 def _cosine(lr: float):
     def lr_at(step: int, total: int) -> float:
