@@ -101,8 +101,8 @@ test: $(STAMP)
 # The suite at one and at two intra-op threads (tests/conftest.py reads DLFD_TEST_THREADS; the
 # notebook kernels get it as OMP_NUM_THREADS): an assertion that holds for one rounding only fails.
 test-threads: $(STAMP)
-	DLFD_TEST_THREADS=1 $(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
-	DLFD_TEST_THREADS=2 $(VPY) -m pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	DLFD_TEST_THREADS=1 $(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	DLFD_TEST_THREADS=2 $(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) notebooks/

@@ -411,6 +411,7 @@ def plot_plans_over_eps(cost: np.ndarray, plans: Mapping[float, np.ndarray],
     fig, axes = plt.subplots(1, len(items), figsize=(3.6 * len(items), 3.4))
     axes = np.atleast_1d(axes)
     vmax = max(float(p.max()) for _, p in items)
+    import seaborn as sns  # lazily: its import costs ~2 s a process
     for ax, (eps, plan) in zip(axes, items):
         sns.heatmap(plan, ax=ax, cmap="magma_r", vmin=0, vmax=vmax, cbar=False)
         ax.set(title=f"ε = {eps}\n⟨T, C⟩ = {(plan * cost).sum():.4f}", xlabel="j", ylabel="i")
