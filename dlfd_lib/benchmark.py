@@ -97,11 +97,8 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
         paths = {role: metas[role]["path"] for role in REFERENCES}
         for label, variant in variants.items():
             method, hparams = variant["method"], variant.get("hparams", {})
-            found = None
-            if reuse:
-                resolved = to_jsonable({**method_defaults(method, profile_name), **hparams})
-                found = _find_unlearned(method, resolved, paths["original"], splits, profile_name, seed,
-                                        ckpt_dir, device)
+            found = (_find_unlearned(method, hparams, paths["original"], splits, profile_name, seed, ckpt_dir, device)
+                     if reuse else None)
             if found is not None:
                 models[label], info = found
                 histories[(seed, label)] = info.pop("history")
@@ -149,10 +146,11 @@ def _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, origina
     return path
 
 
-def _find_unlearned(method: str, resolved: dict, original_path, splits, profile_name: str, seed: int,
+def _find_unlearned(method: str, hparams: dict | None, original_path, splits, profile_name: str, seed: int,
                     ckpt_dir, device):
-    """``(model, info)`` of a saved unlearned model made by ``method`` with ``resolved``
-    hyperparameters from the same original checkpoint and data, or ``None``."""
+    """``(model, info)`` of a saved unlearned model made by ``method`` with ``hparams`` (resolved
+    against the profile's defaults) from the same original checkpoint and data, or ``None``."""
+    resolved = to_jsonable({**method_defaults(method, profile_name), **(hparams or {})})
     path = unlearned_path(splits, profile_name, seed, ckpt_dir, method, resolved)
     if not path.exists():
         return None
@@ -179,9 +177,8 @@ def unlearned_model(method: str, original, original_path: str | Path, splits, pr
     made the model), ``history`` (DataFrame), ``path`` and ``reused``.
     """
 
-    resolved = to_jsonable({**method_defaults(method, profile_name), **(hparams or {})})
     if not force:
-        found = _find_unlearned(method, resolved, original_path, splits, profile_name, seed, ckpt_dir, device)
+        found = _find_unlearned(method, hparams, original_path, splits, profile_name, seed, ckpt_dir, device)
         if found is not None:
             return found
     result = unlearn(method, original, splits, profile=profile_name, device=device, seed=seed,
