@@ -1,6 +1,7 @@
 """Issue 15: split discipline, the tuner, paired statistics, fronts and the resumable protocol."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,8 @@ from dlfd_lib.stats import (add_reference_gaps, avg_gap, mia_sampling_sd, paired
 from dlfd_lib.unlearn import available_methods, register, unlearn
 from dlfd_lib.unlearn import registry as registry_mod
 from dlfd_lib.unlearn.dlfd import DLFDMonitor
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Tripwire:
@@ -241,6 +244,22 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     assert not calls and len(list((tmp_path / "out" / "store").glob("*.json"))) == n_files
     pd.testing.assert_frame_equal(again["rows"], rows)
     assert again["tuned"] == r["tuned"]
+
+    # the README's tables are written from these files, and carry the run's own numbers
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("protocol_report", ROOT / "benchmarks" / "protocol_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    summary_md = report.summary_table(rows)
+    d = rows[rows["model"] == "dlfd"]["test_acc"]
+    dlfd_line = next(line for line in summary_md.splitlines() if line.startswith("| **DLFD** |"))
+    assert f"{d.mean():.3f} ({d.std(ddof=1):.3f})" in dlfd_line.split(" | ")[3]
+    paired_md = report.paired_markdown(r["paired"])
+    p = r["paired"].set_index(["model", "metric"]).loc[("neggrad", "abs_mia_gap")]
+    ng_line = next(line for line in paired_md.splitlines() if line.startswith("| NegGrad |"))
+    assert f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] {p['verdict']}" == ng_line.split(" | ")[2]
+    with pytest.raises(SystemExit, match="protocol.json"):
+        report.main(["--out-dir", str(tmp_path / "nothing-here")])
 
 
 def test_protocol_config_rejects_overlapping_seeds():
