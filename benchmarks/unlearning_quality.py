@@ -29,7 +29,7 @@ import argparse
 import pandas as pd
 
 from dlfd_lib.benchmark import SUMMARY_COLUMNS, format_mean_sd, run_benchmark, summarize
-from dlfd_lib.pipeline import get_profile
+from dlfd_lib.profiles import get_profile
 from dlfd_lib.unlearn import available_methods
 
 
@@ -120,7 +120,7 @@ def main(argv=None):
                                   features=feats[name], seed=seed)
             collapse_rows.append({"seed": seed, "model": name, **{k: v for k, v in r.items() if k != "notes"}})
 
-    bench = run_benchmark(get_profile(args.profile), args.profile, seeds, methods=args.methods,
+    bench = run_benchmark(get_profile(args.profile), seeds, methods=args.methods,
                           method_overrides=tuned, variants=variants, task=args.task, device=args.device,
                           ckpt_dir=args.ckpt_dir, progress=False, attacks=args.attacks,
                           on_models=measure if args.collapse else None)

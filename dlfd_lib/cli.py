@@ -21,8 +21,9 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .pipeline import (PROFILES, NotebookFailed, NotebookInterrupted, RunLocked,
-                       default_notebooks_dir, read_provenance, run_notebooks)
+from .pipeline import (NotebookFailed, NotebookInterrupted, RunLocked, default_notebooks_dir,
+                       read_provenance, run_notebooks)
+from .profiles import PROFILES
 
 
 def _parse_value(text: str) -> Any:

@@ -178,7 +178,7 @@ def test_no_false_pairs_among_the_synthetic_faces(tmp_path):
     in grayscale: the quick profile's 3,164 faces gave 915 pHash candidates and, with a grayscale
     thumbnail check, 42 false pairs of different people. The colour check must reject them all."""
     from dlfd_lib.data import find_duplicates, load_splits
-    from dlfd_lib.pipeline import get_profile
+    from dlfd_lib.profiles import get_profile
 
     splits = load_splits("synthetic", profile=get_profile("quick"), seed=0, data_root=tmp_path)
     assert len(find_duplicates(splits, progress=False)) == 0

@@ -15,6 +15,7 @@ parameters:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 
 from .common import DatasetError, DatasetNotFoundError
@@ -27,11 +28,12 @@ DEFAULT_IMAGE_SIZE = 128
 
 
 def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | Path | None = None,
-                profile: dict | None = None, seed: int = 0, **overrides) -> UnlearningSplits:
+                profile: Mapping | None = None, seed: int = 0, **overrides) -> UnlearningSplits:
     """Build the :class:`UnlearningSplits` of ``dataset``.
 
     * ``"synthetic"`` – the embedded synthetic faces; sizes come from the profile's ``data``
-      section (``overrides`` win), the data are drawn from ``seed``; ``data_root`` (optional)
+      section (``profile``: a :class:`~dlfd_lib.profiles.Profile` or its settings dict;
+      ``overrides`` win), the data are drawn from ``seed``; ``data_root`` (optional)
       is the cache folder.
     * ``"mufac"`` / ``"rafdb"`` / ``"folder"`` – files under ``data_root`` (required), read by
       :func:`~dlfd_lib.data.mufac.load_mufac`, :func:`~dlfd_lib.data.rafdb.load_rafdb` and
