@@ -36,7 +36,7 @@ from dlfd_lib.unlearn import available_methods
 def attack_report(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean attack numbers per model beside the retrained model's, and each attack's ranking of
     the methods (1 = closest to the retrained model) next to the paper's FS ranking."""
-    from dlfd_lib.metrics import ATTACKS, attack_table
+    from dlfd_lib.attacks import ATTACKS, attack_table
 
     per_model = rows.groupby("model", sort=False).mean(numeric_only=True)
     table = attack_table(per_model.to_dict("index"))
@@ -112,7 +112,8 @@ def main(argv=None):
     collapse_rows = []
 
     def measure(seed, splits, models):
-        from dlfd_lib.collapse import collapse_measures, extract_all
+        from dlfd_lib.collapse import collapse_measures
+        from dlfd_lib.inference import extract_all
         feats = {name: extract_all(model, splits, device=args.device if args.device != "auto" else None)
                  for name, model in models.items()}
         for name in models:

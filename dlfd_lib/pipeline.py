@@ -18,6 +18,7 @@ name, plus ``seed`` and ``device``) and builds its :class:`dlfd_lib.study.Study`
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime as _dt
 import json
@@ -262,8 +263,6 @@ class ParameterError(ValueError):
 def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
     """``{name: default}`` of the cell tagged ``parameters`` in ``notebook`` (a default that is
     not a Python literal is given as the :data:`ANY` marker)."""
-    import ast
-
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -373,7 +372,7 @@ def _data_option_defaults(dataset: Any) -> dict[str, Any] | None:
         return None
     out = {k: p.default for k, p in inspect.signature(fn).parameters.items()
            if k not in ("data_root", "task")}
-    return {**out, "split_seed": 42}
+    return {**out, "split_seed": 42, "drop_leaks": False, "hygiene_threshold": 6}
 
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str | None:
@@ -585,11 +584,19 @@ class NotebookInterrupted(KeyboardInterrupt):
         return str(self.args[0])
 
 
-def _cli_value(value: Any) -> str:
-    """``value`` as the text of ``-p key=<text>`` that parses back to it (see ``dlfd.cli``)."""
-    from .cli import _parse_value
+def parse_value(text: str) -> Any:
+    """The value of ``-p key=<text>`` (``dlfd run``): ``3`` -> 3, ``0.5`` -> 0.5, ``true``/``True`` -> True, ``[1,2]`` -> [1, 2], else text."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
 
-    if isinstance(value, str) and _parse_value(value) == value:
+
+def _cli_value(value: Any) -> str:
+    """``value`` as the text of ``-p key=<text>`` that parses back to it (:func:`parse_value`)."""
+    if isinstance(value, str) and parse_value(value) == value:
         return value
     try:
         return json.dumps(value)

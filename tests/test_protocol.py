@@ -11,7 +11,8 @@ from dlfd_lib.data.splits import SplitDataset
 from dlfd_lib.data.view import (MethodSplits, TestSplitAccessError, method_view, tuning_validation,
                                 validation_halves)
 from dlfd_lib.fronts import describe_fronts, front_leaders, mark_fronts, pareto_front
-from dlfd_lib.metrics import mia, predict
+from dlfd_lib.attacks import mia
+from dlfd_lib.inference import predict
 from dlfd_lib.stats import (add_reference_gaps, avg_gap, mia_sampling_sd, paired_bootstrap,
                             paired_table, verdict)
 from dlfd_lib.unlearn import available_methods, register, unlearn

@@ -24,7 +24,7 @@ shuffled, cycled forget loader:
 3. **Model update**: one SGD step (momentum, weight decay) on CE(f(x_r*), y) in train mode.
 4. **Dynamic forgetting**: every ``monitor_every`` batches (and after the last one) the
    forgetting score FS = |MIA - 0.5| is measured with the balanced, seeded loss attack of
-   :func:`dlfd_lib.metrics.mia`, forget vs **validation** images, on fixed seeded subsamples
+   :func:`dlfd_lib.attacks.mia`, forget vs **validation** images, on fixed seeded subsamples
    (``monitor_size`` images each), and the validation accuracy on a fixed subsample of
    ``val_size`` validation images (None: all of them). The validation images are the method's
    half of the validation people (:mod:`dlfd_lib.data.view`: the tuner reads the other half);
@@ -128,7 +128,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..metrics import accuracy, forgetting_score, mia, predict
+from ..attacks import mia
+from ..inference import accuracy, predict
+from ..metrics import forgetting_score
 from ..optim import SGD_DEFAULTS, Optim
 from ..utils import autocast, check_finite, to_device
 from .loop import cycle, drop_last, make_loader, seed_words
