@@ -3,6 +3,7 @@
 * :func:`predict` – logits, labels and per-sample cross-entropy losses of a loader (eval mode,
   no grad, train/eval flags restored), what every metric and attack reads;
 * :func:`accuracy` – top-k accuracy of logits;
+* :func:`features_of` – features and logits of one batch, with gradients (DLFD's step);
 * :func:`extract_features` / :func:`extract_all` – one feature pass per split at a
   :data:`~dlfd_lib.model.FEATURE_LAYERS` layer (features, logits, labels, identities), what the
   correlation-collapse measures (:mod:`dlfd_lib.collapse`) and the feature maps
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from .model import FEATURE_LAYERS
 from .utils import autocast, resolve_device, to_device
 
-__all__ = ["predict", "accuracy", "extract_features", "extract_all", "model_device", "place_model",
+__all__ = ["predict", "accuracy", "features_of", "extract_features", "extract_all", "model_device", "place_model",
            "FeatureDict"]
 
 #: What :func:`extract_features` returns: dict(features=float32 [N, D], logits=float32 [N, C],
@@ -130,6 +131,15 @@ def _loader_for(splits, split: str, batch_size: int, indices: np.ndarray | None)
     ds = splits.dataset(split, augment=False).subset(np.asarray(indices, dtype=np.int64))
     return DataLoader(ds, batch_size=batch_size, shuffle=False,
                       generator=torch.Generator().manual_seed(0))
+
+
+def features_of(model: torch.nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) of one forward pass of a batch (gradients kept: DLFD differentiates
+    through it); ``layer="logits"`` gives the logits twice."""
+    if layer == "logits":
+        logits = model(x)
+        return logits, logits
+    return model.forward_features(x, layer)
 
 
 def extract_features(model: torch.nn.Module, splits_or_loader, split: str | None = None,
