@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from dlfd_lib.data.splits import (IMAGENET_MEAN, IMAGENET_STD, SplitDataset, TensorSource,  # noqa: E402
                                   UnlearningSplits, eval_transform)
-from dlfd_lib.metrics import accuracy, mia, predict  # noqa: E402
+from dlfd_lib.attacks import mia  # noqa: E402
+from dlfd_lib.inference import accuracy, predict  # noqa: E402
 from dlfd_lib.model import build_model  # noqa: E402
 from dlfd_lib.unlearn import method_defaults, unlearn  # noqa: E402
 from dlfd_lib.unlearn.dlfd import DLFDMonitor  # noqa: E402

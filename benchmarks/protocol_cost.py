@@ -23,7 +23,7 @@ import torch
 
 from dlfd_lib.data import load_splits
 from dlfd_lib.model import build_model
-from dlfd_lib.pipeline import get_profile
+from dlfd_lib.profiles import get_profile
 from dlfd_lib.protocol import ProtocolConfig, _evaluate_row, protocol_plan
 from dlfd_lib.tuning import validation_objective
 from dlfd_lib.unlearn import available_methods, unlearn

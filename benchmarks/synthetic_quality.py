@@ -23,7 +23,7 @@ import pandas as pd
 
 from dlfd_lib.data import load_splits
 from dlfd_lib.metrics import evaluate
-from dlfd_lib.pipeline import get_profile
+from dlfd_lib.profiles import get_profile
 from dlfd_lib.train import TrainConfig, train_or_load
 
 TARGETS = {"orig_train_acc": (">=", 0.90), "orig_test_acc": (">=", 0.50),

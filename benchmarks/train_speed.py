@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from dlfd_lib.data import load_splits  # noqa: E402
 from dlfd_lib.model import build_model  # noqa: E402
-from dlfd_lib.pipeline import get_profile  # noqa: E402
+from dlfd_lib.profiles import get_profile  # noqa: E402
 from dlfd_lib.train import TrainConfig, make_optimizer  # noqa: E402
 from dlfd_lib.unlearn.loop import batch_ce  # noqa: E402
 from dlfd_lib.utils import autocast, resolve_device, to_device  # noqa: E402

@@ -29,14 +29,14 @@ import argparse
 import pandas as pd
 
 from dlfd_lib.benchmark import SUMMARY_COLUMNS, format_mean_sd, run_benchmark, summarize
-from dlfd_lib.pipeline import get_profile
+from dlfd_lib.profiles import get_profile
 from dlfd_lib.unlearn import available_methods
 
 
 def attack_report(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean attack numbers per model beside the retrained model's, and each attack's ranking of
     the methods (1 = closest to the retrained model) next to the paper's FS ranking."""
-    from dlfd_lib.metrics import ATTACKS, attack_table
+    from dlfd_lib.attacks import ATTACKS, attack_table
 
     per_model = rows.groupby("model", sort=False).mean(numeric_only=True)
     table = attack_table(per_model.to_dict("index"))
@@ -112,7 +112,8 @@ def main(argv=None):
     collapse_rows = []
 
     def measure(seed, splits, models):
-        from dlfd_lib.collapse import collapse_measures, extract_all
+        from dlfd_lib.collapse import collapse_measures
+        from dlfd_lib.inference import extract_all
         feats = {name: extract_all(model, splits, device=args.device if args.device != "auto" else None)
                  for name, model in models.items()}
         for name in models:
@@ -120,7 +121,7 @@ def main(argv=None):
                                   features=feats[name], seed=seed)
             collapse_rows.append({"seed": seed, "model": name, **{k: v for k, v in r.items() if k != "notes"}})
 
-    bench = run_benchmark(get_profile(args.profile), args.profile, seeds, methods=args.methods,
+    bench = run_benchmark(get_profile(args.profile), seeds, methods=args.methods,
                           method_overrides=tuned, variants=variants, task=args.task, device=args.device,
                           ckpt_dir=args.ckpt_dir, progress=False, attacks=args.attacks,
                           on_models=measure if args.collapse else None)

@@ -20,6 +20,7 @@ from .data import load_splits
 from .data.splits import content_digest
 from .metrics import evaluate
 from .model import save_checkpoint
+from .profiles import Profile, get_profile, profile_name
 from .train import TrainConfig, train_or_load
 from .unlearn import available_methods, method_defaults, unlearn
 from .utils import resolve_device, to_jsonable
@@ -30,7 +31,7 @@ SUMMARY_COLUMNS = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_auc", "fs
 REFERENCES = ("original", "retrained")
 
 
-def reference_models(profile: dict, seed: int = 0, dataset: str = "synthetic", task: str = "age",
+def reference_models(profile: Profile | str, seed: int = 0, dataset: str = "synthetic", task: str = "age",
                      data_root=None, device="auto", ckpt_dir: str | Path = "checkpoints", progress: bool = True,
                      data_options: dict | None = None):
     """The data of one seed and its two reference models, as notebook 01 made them
@@ -38,25 +39,38 @@ def reference_models(profile: dict, seed: int = 0, dataset: str = "synthetic", t
 
     Returns ``(splits, {"original": model, "retrained": model}, {role: meta})``; the models are
     reused from ``ckpt_dir`` when a checkpoint of the same data, recipe and seed exists
-    (:func:`dlfd_lib.train.train_or_load`), otherwise trained and saved.
+    (:func:`dlfd_lib.train.train_or_load`), otherwise trained and saved. ``profile``: a
+    :class:`~dlfd_lib.profiles.Profile` (its ``data`` and ``train`` sections) or its name.
     """
+    profile = get_profile(profile)
     splits = load_splits(dataset, task=task, data_root=data_root, profile=profile, seed=seed, **(data_options or {}))
-    cfg = TrainConfig.from_profile(profile)
-    models, metas = {}, {}
-    for role in REFERENCES:
-        models[role], metas[role] = train_or_load(role, splits, cfg, seed=seed, device=device,
-                                                  ckpt_dir=ckpt_dir, progress=progress)
+    models, metas = train_references(splits, profile, seed, device, ckpt_dir, progress)
     return splits, models, metas
 
 
-def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], methods: Sequence[str] | None = None,
+def train_references(splits, profile: Profile | str, seed: int = 0, device="auto",
+                     ckpt_dir: str | Path = "checkpoints", progress: bool = True, force: bool = False):
+    """``({role: model}, {role: meta})`` of the two reference models of ``splits`` with the
+    profile's ``train`` recipe: reused from ``ckpt_dir`` or trained and saved
+    (:func:`dlfd_lib.train.train_or_load`; ``force`` trains again)."""
+    cfg = TrainConfig.from_profile(get_profile(profile))
+    models, metas = {}, {}
+    for role in REFERENCES:
+        models[role], metas[role] = train_or_load(role, splits, cfg, seed=seed, device=device,
+                                                  ckpt_dir=ckpt_dir, force=force, progress=progress)
+    return models, metas
+
+
+def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequence[str] | None = None,
                   dataset: str = "synthetic", task: str = "age", data_root=None, device="auto",
                   ckpt_dir: str | Path = "checkpoints", save_models: bool = False, reuse: bool = True,
                   keep_losses_for: int | None = None,
                   method_overrides: dict[str, dict] | None = None, variants: dict[str, dict] | None = None,
                   data_options: dict | None = None, progress: bool = True,
                   on_models: Callable[[int, Any, dict], None] | None = None, **evaluate_kwargs) -> dict[str, Any]:
-    """Evaluate the reference models and ``methods`` (default: all registered) for each seed.
+    """Evaluate the reference models and ``methods`` (default: all registered) for each seed,
+    under ``profile`` (a :class:`~dlfd_lib.profiles.Profile` or its name: its sections size the
+    data and the training, its name picks the methods' presets and names the checkpoints).
 
     ``variants`` replaces ``methods``/``method_overrides`` when a method should run several
     times with different settings (notebook 05's ablations): ``{label: {"method": name,
@@ -76,6 +90,7 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     ``on_models(seed, splits, models)`` is called once per seed after the evaluation, with every
     model of that seed (references and variants), for extra measurements.
     """
+    profile = get_profile(profile)
     if variants is None:
         methods = list(methods) if methods is not None else available_methods()
         variants = {m: {"method": m, "hparams": (method_overrides or {}).get(m, {})} for m in methods}
@@ -97,18 +112,18 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
         paths = {role: metas[role]["path"] for role in REFERENCES}
         for label, variant in variants.items():
             method, hparams = variant["method"], variant.get("hparams", {})
-            found = (_find_unlearned(method, hparams, paths["original"], splits, profile_name, seed, ckpt_dir, device)
+            found = (_find_unlearned(method, hparams, paths["original"], splits, profile, seed, ckpt_dir, device)
                      if reuse else None)
             if found is not None:
                 models[label], info = found
                 histories[(seed, label)] = info.pop("history")
             else:
-                result = unlearn(method, models["original"], splits, profile=profile_name,
+                result = unlearn(method, models["original"], splits, profile=profile,
                                  device=device, seed=seed, progress=progress, **hparams)
                 models[label], info = result.model, {**result.info, "reused": False}
                 histories[(seed, label)] = result.history
                 if save_models:
-                    _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, paths["original"])
+                    _save_unlearned(result, splits, profile, seed, ckpt_dir, label, paths["original"])
             seconds[label] = info["seconds"]
             infos[(seed, label)] = info
         for name, model in models.items():
@@ -125,7 +140,7 @@ def run_benchmark(profile: dict, profile_name: str, seeds: Sequence[int], method
     return {"rows": add_reference_gaps(pd.DataFrame(rows)), "histories": histories, "infos": infos, "losses": losses, **kept}
 
 
-def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, method: str,
+def unlearned_path(splits, profile: Profile | str, seed: int, ckpt_dir: str | Path, method: str,
                    hparams: dict) -> Path:
     """Where the unlearned model of ``method`` with the resolved ``hparams`` is kept, for one
     dataset, profile and seed: the file name carries a digest of the hyperparameters, so a
@@ -133,11 +148,11 @@ def unlearned_path(splits, profile_name: str, seed: int, ckpt_dir: str | Path, m
     saved, whatever label either gave it (notebook 05's "DLFD (paper)" is notebook 03's "dlfd")."""
     blob = json.dumps(to_jsonable(hparams), sort_keys=True).encode()
     digest = hashlib.sha256(blob).hexdigest()[:10]
-    return Path(ckpt_dir) / f"{splits.name}-{splits.task}-{profile_name}-seed{seed}-{_slug(method)}-{digest}.pt"
+    return Path(ckpt_dir) / f"{splits.name}-{splits.task}-{profile_name(profile)}-seed{seed}-{_slug(method)}-{digest}.pt"
 
 
-def _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, original_path) -> Path:
-    path = unlearned_path(splits, profile_name, seed, ckpt_dir, result.info["method"], result.info.get("hparams", {}))
+def _save_unlearned(result, splits, profile, seed, ckpt_dir, label, original_path) -> Path:
+    path = unlearned_path(splits, profile, seed, ckpt_dir, result.info["method"], result.info.get("hparams", {}))
     save_checkpoint(result.model, path, meta={
         "method": result.info["method"], "label": label, "seed": seed, "original": Path(original_path).name,
         "data": content_digest(splits),
@@ -146,12 +161,12 @@ def _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label, origina
     return path
 
 
-def _find_unlearned(method: str, hparams: dict | None, original_path, splits, profile_name: str, seed: int,
+def _find_unlearned(method: str, hparams: dict | None, original_path, splits, profile: Profile | str, seed: int,
                     ckpt_dir, device):
     """``(model, info)`` of a saved unlearned model made by ``method`` with ``hparams`` (resolved
     against the profile's defaults) from the same original checkpoint and data, or ``None``."""
-    resolved = to_jsonable({**method_defaults(method, profile_name), **(hparams or {})})
-    path = unlearned_path(splits, profile_name, seed, ckpt_dir, method, resolved)
+    resolved = to_jsonable({**method_defaults(method, profile), **(hparams or {})})
+    path = unlearned_path(splits, profile, seed, ckpt_dir, method, resolved)
     if not path.exists():
         return None
     model, meta = _load_reusable(path, splits.num_classes, device)
@@ -164,7 +179,7 @@ def _find_unlearned(method: str, hparams: dict | None, original_path, splits, pr
     return model, info
 
 
-def unlearned_model(method: str, original, original_path: str | Path, splits, profile_name: str, seed: int,
+def unlearned_model(method: str, original, original_path: str | Path, splits, profile: Profile | str, seed: int,
                     device="auto", ckpt_dir: str | Path = "checkpoints", hparams: dict | None = None,
                     label: str | None = None, progress: bool = True, force: bool = False):
     """The model ``method`` makes from ``original``: loaded from ``ckpt_dir`` when a notebook (or
@@ -178,12 +193,12 @@ def unlearned_model(method: str, original, original_path: str | Path, splits, pr
     """
 
     if not force:
-        found = _find_unlearned(method, hparams, original_path, splits, profile_name, seed, ckpt_dir, device)
+        found = _find_unlearned(method, hparams, original_path, splits, profile, seed, ckpt_dir, device)
         if found is not None:
             return found
-    result = unlearn(method, original, splits, profile=profile_name, device=device, seed=seed,
+    result = unlearn(method, original, splits, profile=profile, device=device, seed=seed,
                      progress=progress, **(hparams or {}))
-    path = _save_unlearned(result, splits, profile_name, seed, ckpt_dir, label or method, original_path)
+    path = _save_unlearned(result, splits, profile, seed, ckpt_dir, label or method, original_path)
     return result.model, {**result.info, "history": result.history, "path": str(path), "reused": False}
 
 

@@ -14,25 +14,15 @@ and the partly executed notebook is kept.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .pipeline import (PROFILES, NotebookFailed, NotebookInterrupted, RunLocked,
-                       default_notebooks_dir, read_provenance, run_notebooks)
-
-
-def _parse_value(text: str) -> Any:
-    """``3`` -> 3, ``0.5`` -> 0.5, ``true``/``True`` -> True, ``[1,2]`` -> [1, 2], else text."""
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return text
+from .pipeline import (NotebookFailed, NotebookInterrupted, RunLocked, default_notebooks_dir,
+                       parse_value, read_provenance, run_notebooks)
+from .profiles import PROFILES
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -40,7 +30,7 @@ def _key_value(text: str) -> tuple[str, Any]:
     if not sep or not key.strip().isidentifier():
         raise argparse.ArgumentTypeError(
             f"expected key=value with a Python identifier as key, got {text!r}")
-    return key.strip(), _parse_value(value)
+    return key.strip(), parse_value(value)
 
 
 def _seconds(text: str) -> float:

@@ -67,12 +67,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .metrics import _model_device, _scalar, named_table
-from .model import FEATURE_LAYERS
-from .utils import autocast, resolve_device, to_device
+from .inference import FeatureDict, extract_all, extract_features
+from .metrics import is_scalar, named_table
 
 __all__ = [
-    "extract_features", "extract_all", "linear_probe", "class_separability", "silhouette",
+    "linear_probe", "class_separability", "silhouette",
     "scatter_ratio", "identity_knn", "linear_cka", "collapse_measures", "collapse_table",
     "CollapseTracker", "COLLAPSE_COLUMNS",
 ]
@@ -84,110 +83,6 @@ COLLAPSE_COLUMNS = (
     "identity_knn_acc", "identity_knn_chance", "identity_knn_ref",
     "cka_to_original_retain", "cka_to_original_forget", "cka_to_original_test",
 )
-
-#: What :func:`extract_features` returns: dict(features=float32 [N, D], logits=float32 [N, C],
-#: labels=int64 [N], identities=array [N] or None).
-FeatureDict = dict
-
-
-# --------------------------------------------------------------------------------------------
-# feature passes
-# --------------------------------------------------------------------------------------------
-def _loader_for(splits, split: str, batch_size: int, indices: np.ndarray | None):
-    """An unshuffled, un-augmented loader over ``split`` (or the rows ``indices`` of it). The
-    loader carries its own seeded generator, so iterating it draws nothing from torch's global
-    random stream."""
-    if indices is None:
-        return splits.loader(split, batch_size=batch_size, augment=False, shuffle=False)
-    from torch.utils.data import DataLoader
-    ds = splits.dataset(split, augment=False).subset(np.asarray(indices, dtype=np.int64))
-    return DataLoader(ds, batch_size=batch_size, shuffle=False,
-                      generator=torch.Generator().manual_seed(0))
-
-
-def extract_features(model: torch.nn.Module, splits_or_loader, split: str | None = None,
-                     layer: str = "penultimate", device: str | torch.device | None = None,
-                     batch_size: int = 256, amp: bool = False,
-                     indices: Sequence[int] | np.ndarray | None = None) -> FeatureDict:
-    """One no-grad, eval-mode pass of ``model`` over one split; returns its features.
-
-    ``splits_or_loader`` is an :class:`~dlfd_lib.data.splits.UnlearningSplits` (then ``split``
-    names the split, and ``indices`` optionally picks rows of it, in the given order) or any
-    iterable of ``(images, labels)`` batches (then identities are unknown). The model must
-    have ``forward_features(x, layer) -> (features, logits)`` like
-    :class:`~dlfd_lib.model.FaceClassifier`; for ``layer="logits"`` a plain ``model(x)`` is
-    enough. ``device=None`` runs where the model's parameters are (the model is not moved);
-    ``amp=True`` uses bf16 autocast (features are returned in float32 either way). Every
-    submodule's train/eval flag is restored afterwards, as in :func:`dlfd_lib.metrics.predict`.
-
-    Returns ``dict(features=float32 [N, D], logits=float32 [N, C], labels=int64 [N],
-    identities=array [N] or None)``.
-    """
-    if layer not in FEATURE_LAYERS:
-        raise ValueError(f"layer={layer!r} is not a feature layer; choose one of {FEATURE_LAYERS}")
-    identities = None
-    if hasattr(splits_or_loader, "loader") and hasattr(splits_or_loader, "identities"):
-        if split is None:
-            raise ValueError("extract_features got an UnlearningSplits but no split name: pass "
-                             "split='retain', 'forget', 'val' or 'test'")
-        loader = _loader_for(splits_or_loader, split, batch_size, None if indices is None
-                             else np.asarray(indices))
-        ids = splits_or_loader.identities(split)
-        if ids is not None:
-            identities = np.asarray(ids)
-            if indices is not None:
-                identities = identities[np.asarray(indices, dtype=np.int64)]
-    else:
-        if split is not None or indices is not None:
-            raise ValueError("split= and indices= only apply when an UnlearningSplits is passed; "
-                             "a loader is read as it is")
-        loader = splits_or_loader
-    use_ff = hasattr(model, "forward_features")
-    if not use_ff and layer != "logits":
-        raise TypeError(f"{type(model).__name__} has no forward_features(x, layer), so layer={layer!r} "
-                        f"cannot be read; use a dlfd_lib.model.FaceClassifier or layer='logits'")
-
-    dev = _model_device(model) if device is None else resolve_device(device)
-    modes = [(m, m.training) for m in model.modules()]
-    feats, logits, labels = [], [], []
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                x = to_device(batch[0], dev)
-                with autocast(dev, enabled=amp):
-                    if use_ff:
-                        f, out = model.forward_features(x, layer)
-                    else:
-                        out = model(x)
-                        f = out
-                feats.append(f.float().cpu())
-                logits.append(out.float().cpu())
-                labels.append(torch.as_tensor(batch[1]).long().cpu())
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-    if not feats:
-        raise ValueError(f"extract_features got no images{'' if split is None else f' in split {split!r}'}: "
-                         f"the split or loader is empty")
-    return {
-        "features": torch.cat(feats).numpy().astype(np.float32, copy=False),
-        "logits": torch.cat(logits).numpy().astype(np.float32, copy=False),
-        "labels": torch.cat(labels).numpy().astype(np.int64, copy=False),
-        "identities": identities,
-    }
-
-
-def extract_all(model: torch.nn.Module, splits, names: Sequence[str] = ("retain", "forget", "test"),
-                layer: str = "penultimate", device: str | torch.device | None = None,
-                batch_size: int = 256, amp: bool = False) -> dict[str, FeatureDict]:
-    """:func:`extract_features` for each split in ``names``: ``{split: feature dict}``. One pass
-    per split serves every measure (and can be passed as ``features=`` / ``original=`` to
-    :func:`collapse_measures`)."""
-    return {name: extract_features(model, splits, name, layer=layer, device=device,
-                                   batch_size=batch_size, amp=amp)
-            for name in dict.fromkeys(names)}
-
 
 # --------------------------------------------------------------------------------------------
 # input checks
@@ -719,7 +614,7 @@ class CollapseTracker:
                                   metric=self.metric, max_samples=None, k=self.k,
                                   cka_debiased=self.cka_debiased, probe_C=self.probe_C,
                                   probe_max_iter=self.probe_max_iter, seed=self.seed)
-            record.update({key: v for key, v in r.items() if _scalar(v)})
+            record.update({key: v for key, v in r.items() if is_scalar(v)})
         record["seconds"] = time.perf_counter() - t0
         record.update(extra)
         self.records.append(record)

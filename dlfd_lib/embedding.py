@@ -87,7 +87,7 @@ def model_features(models: Mapping[str, torch.nn.Module], splits, ref: pd.DataFr
                    layer: str = "penultimate", device=None, batch_size: int = 256) -> dict[str, np.ndarray]:
     """``{model: float32 [len(ref), D]}``: each model's ``layer`` features of the images of
     ``ref`` (one eval-mode, no-grad pass per model and split; rows aligned with ``ref``)."""
-    from .collapse import extract_features
+    from .inference import extract_features
 
     out = {}
     for name, model in models.items():

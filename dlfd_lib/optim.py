@@ -1,7 +1,7 @@
 """The optimiser settings every training loop of the kit shares, written once.
 
 The authors' MUFAC recipe (Choi & Na 2025) trains with SGD, momentum 0.9 and weight decay 5e-4;
-the reference models (:mod:`dlfd_lib.train`, the profiles of :mod:`dlfd_lib.pipeline`) and every
+the reference models (:mod:`dlfd_lib.train`, the profiles of :mod:`dlfd_lib.profiles`) and every
 SGD-based unlearning method (:mod:`dlfd_lib.unlearn`) take their defaults from :data:`SGD_DEFAULTS`.
 :class:`Optim` builds the optimiser of one run from a learning rate and these settings.
 """

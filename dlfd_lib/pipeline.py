@@ -1,13 +1,11 @@
-"""Profiles, headless notebook orchestration and provenance.
+"""Headless notebook orchestration and provenance.
 
 The notebooks in ``notebooks/`` (``01_…`` to ``05_…``) tell the story; this module runs them
 in order with papermill so every figure and table comes back from one command
-(``dlfd run --profile quick``, see ``dlfd_lib/cli.py``).
+(``dlfd run --profile quick``, see ``dlfd_lib/cli.py``). The sizes they use live in
+:mod:`dlfd_lib.profiles`: each notebook's ``parameters`` cell receives ``profile`` (a profile's
+name, plus ``seed`` and ``device``) and builds its :class:`dlfd_lib.study.Study` from it.
 
-* ``PROFILES`` is the single home of the sizes everything uses. One name picks the data sizes,
-  the training recipe and the evaluation batch size for every notebook: each notebook's
-  ``parameters`` cell receives ``profile`` (plus ``seed`` and ``device``) and calls
-  ``get_profile(profile)``.
 * ``run_notebooks`` executes the notebooks into ``runs/<profile>/`` (git-ignored) and records
   what ran, where and how long in ``runs/<profile>/provenance.json``.
 * A failing cell becomes ``NotebookFailed``, whose message names the notebook, the cell and
@@ -20,8 +18,8 @@ in order with papermill so every figure and table comes back from one command
 """
 from __future__ import annotations
 
+import ast
 import contextlib
-import copy
 import datetime as _dt
 import json
 import logging
@@ -37,87 +35,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__
-from .optim import SGD_DEFAULTS
+from .profiles import get_profile
 
 log = logging.getLogger(__name__)
-
-# ----------------------------------------------------------------------------------------------
-# profiles: the ONE place where sizes and recipes live (the lead retunes the numbers here)
-
-# data.*  -> dlfd_lib.data.load_splits (synthetic: make_synthetic_splits keyword arguments)
-# train.* -> dlfd_lib.train.TrainConfig.from_profile (warmup_frac applies to onecycle only)
-# analysis.* -> notebooks 02, 04 and 05: umap_sizes (images per split in the feature maps, None:
-#   all), track_every / track_size (optimiser steps between, and images per split in, the
-#   correlation-collapse measurements along a run), ulira_k (reference models of the per-example
-#   membership test)
-# cell_timeout_s -> run_notebooks: the longest one notebook cell may run before the run stops
-#   with a message naming the cell (a hang never lasts forever); `dlfd run --cell-timeout`
-# protocol.* -> dlfd_lib.protocol.ProtocolConfig (tuning seeds, evaluation seeds, Optuna trials per
-#   method, points per trade-off front, attack bootstrap resamples; see README "The protocol")
-_COMMON_DATA = {"forget_frac": 0.15}
-_COMMON_TRAIN = {"weight_decay": SGD_DEFAULTS.weight_decay, "momentum": SGD_DEFAULTS.momentum}
-
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "description": "tests: tiny data, a few seconds per notebook",
-        "data": {"image_size": 32, "n_train_ids": 24, "imgs_per_id": 6,
-                 "n_val_ids": 6, "n_test_ids": 6, "pose_sd": 1.0, "light_sd": 1.0,
-                 "identity_offset_sd": 0.35, **_COMMON_DATA},
-        "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "onecycle",
-                  "warmup_frac": 0.25, **_COMMON_TRAIN},
-        "eval_batch_size": 64,
-        "cell_timeout_s": 1200,
-        "analysis": {"umap_sizes": {"retain": 48, "forget": None, "test": 24},
-                     "track_every": 2, "track_size": 32, "ulira_k": 2},
-        "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1], "n_trials": 2, "n_strengths": 2,
-                     "n_front_seeds": None, "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
-    },
-    "quick": {
-        "description": "the CPU demo: the whole pipeline in well under 20 minutes on 2 cores",
-        # 270 training people so that the forget set (15 %) holds 40 people, 9 photos each;
-        # milder pose/lighting nuisance and person offset than the generator's defaults (which
-        # were calibrated for 60-100 epochs) so that a 35-epoch CPU run memorises its training
-        # people (train acc >= 0.9) and still generalises (benchmarks/synthetic_quality.py)
-        "data": {"image_size": 64, "n_train_ids": 270, "imgs_per_id": 9,
-                 "n_val_ids": 40, "n_test_ids": 40, "pose_sd": 0.5, "light_sd": 0.5,
-                 "identity_offset_sd": 0.3, **_COMMON_DATA},
-        "train": {"epochs": 35, "batch_size": 64, "lr": 0.02, "schedule": "onecycle",
-                  "warmup_frac": 0.25, **_COMMON_TRAIN},
-        "eval_batch_size": 256,
-        "cell_timeout_s": 14400,
-        "analysis": {"umap_sizes": {"retain": 800, "forget": None, "test": 360},
-                     "track_every": 10, "track_size": 300, "ulira_k": 4},
-        # sized for 2 CPU cores (README "The protocol": cost): one tuning seed, 4 trials per
-        # method, fronts of 2 strengths (+ the tuned point) on the first 2 evaluation seeds
-        "protocol": {"tuning_seeds": [100], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 4,
-                     "n_strengths": 2, "n_front_seeds": 2, "mia_boot": 20, "n_mia": 3,
-                     "n_boot": 10000},
-    },
-    "paper": {
-        "description": "the authors' recipe on a GPU: 128 px, 100 epochs",
-        # the generator's defaults (calibrated for 60-100 epochs on a GPU)
-        "data": {"image_size": 128, "n_train_ids": 300, "imgs_per_id": 34,
-                 "n_val_ids": 50, "n_test_ids": 50, "pose_sd": 1.0, "light_sd": 1.0,
-                 "identity_offset_sd": 0.35, **_COMMON_DATA},
-        "train": {"epochs": 100, "batch_size": 32, "lr": 0.01, "schedule": "cosine",
-                  "warmup_frac": 0.0, **_COMMON_TRAIN},
-        "eval_batch_size": 256,
-        "cell_timeout_s": 43200,
-        "analysis": {"umap_sizes": {"retain": 2000, "forget": 1000, "test": 1000},
-                     "track_every": 20, "track_size": 1000, "ulira_k": 8},
-        "protocol": {"tuning_seeds": [100, 101], "eval_seeds": [0, 1, 2, 3, 4], "n_trials": 20,
-                     "n_strengths": 5, "n_front_seeds": None, "mia_boot": 50, "n_mia": 3,
-                     "n_boot": 10000},
-    },
-}
-
-
-def get_profile(name: str) -> dict[str, Any]:
-    """A deep copy of the settings of profile ``name`` (edit it freely; PROFILES stays)."""
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
-    return copy.deepcopy(PROFILES[name])
-
 
 # ----------------------------------------------------------------------------------------------
 # notebooks
@@ -343,8 +263,6 @@ class ParameterError(ValueError):
 def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
     """``{name: default}`` of the cell tagged ``parameters`` in ``notebook`` (a default that is
     not a Python literal is given as the :data:`ANY` marker)."""
-    import ast
-
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -454,7 +372,7 @@ def _data_option_defaults(dataset: Any) -> dict[str, Any] | None:
         return None
     out = {k: p.default for k, p in inspect.signature(fn).parameters.items()
            if k not in ("data_root", "task")}
-    return {**out, "split_seed": 42}
+    return {**out, "split_seed": 42, "drop_leaks": False, "hygiene_threshold": 6}
 
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str | None:
@@ -666,11 +584,19 @@ class NotebookInterrupted(KeyboardInterrupt):
         return str(self.args[0])
 
 
-def _cli_value(value: Any) -> str:
-    """``value`` as the text of ``-p key=<text>`` that parses back to it (see ``dlfd.cli``)."""
-    from .cli import _parse_value
+def parse_value(text: str) -> Any:
+    """The value of ``-p key=<text>`` (``dlfd run``): ``3`` -> 3, ``0.5`` -> 0.5, ``true``/``True`` -> True, ``[1,2]`` -> [1, 2], else text."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
 
-    if isinstance(value, str) and _parse_value(value) == value:
+
+def _cli_value(value: Any) -> str:
+    """``value`` as the text of ``-p key=<text>`` that parses back to it (:func:`parse_value`)."""
+    if isinstance(value, str) and parse_value(value) == value:
         return value
     try:
         return json.dumps(value)
@@ -784,6 +710,10 @@ def run_notebooks(profile: str = "quick",
 
     from .utils import save_json
 
+    if not isinstance(profile, str):
+        raise TypeError(f"run_notebooks(profile=...) takes a profile's name (one of the keys of "
+                        f"dlfd_lib.profiles.PROFILES), not {type(profile).__name__}: every "
+                        f"notebook builds its Profile from that name")
     settings = get_profile(profile)  # validates the name before anything runs
     parameters = dict(parameters or {})
     clash = [k for k in _RESERVED if k in parameters]
@@ -793,7 +723,7 @@ def run_notebooks(profile: str = "quick",
                          f"parameters")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ParameterError(f"seed={seed!r} must be a whole number (CLI: --seed 0)")
-    default_timeout = settings.get("cell_timeout_s")
+    default_timeout = settings.cell_timeout_s
     timeout = default_timeout if cell_timeout == "profile" else cell_timeout
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not timeout >= 0):
@@ -818,7 +748,7 @@ def run_notebooks(profile: str = "quick",
         record: dict[str, Any] = {
             "kit_version": __version__,
             "profile": profile,
-            "settings": settings,
+            "settings": settings.as_dict(),
             "seed": seed,
             "device": device,
             "parameters": nb_params,

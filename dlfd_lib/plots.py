@@ -316,7 +316,7 @@ def plot_collapse_concept(seed: int = 0) -> plt.Figure:
 
 def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = "retrained") -> plt.Figure:
     """Heatmap of ``<metric>_gap`` (model − retrained) per model (rows) and attack (columns), from
-    :func:`dlfd_lib.metrics.attack_table`. Near 0 (white) means the attack sees the model as it
+    :func:`dlfd_lib.attacks.attack_table`. Near 0 (white) means the attack sees the model as it
     sees the retrained model; red: the forget set still looks like members; blue: it looks *less*
     like members than never-seen data – over-forgetting, itself a membership signal."""
     gap = table[f"{metric}_gap"].unstack("attack")

@@ -19,7 +19,7 @@ Everything finished is kept under ``out_dir`` (reference models in ``ckpt_dir``;
 journals and chosen settings in ``out_dir/tuning``; every tuning evaluation and every test
 evaluation as one JSON file in ``out_dir/store``), so a run that is cut off continues where it
 stopped and a second call with the same settings recomputes nothing. The sizes (seeds, trials,
-strengths) come from the profile's ``protocol`` entry (:data:`dlfd_lib.pipeline.PROFILES`), so
+strengths) come from the profile's ``protocol`` entry (:data:`dlfd_lib.profiles.PROFILES`), so
 the same command runs ``smoke`` in seconds, ``quick`` on a CPU and ``paper`` on a GPU.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ import pandas as pd
 from .benchmark import reference_models
 from .fronts import describe_fronts, mark_fronts
 from .metrics import evaluate
+from .profiles import Profile, get_profile
 from .stats import add_reference_gaps, mia_sampling_sd, paired_table
 from .tuning import JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
 from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
@@ -153,11 +154,11 @@ def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool
     return res
 
 
-def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig | None = None,
+def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolConfig | None = None,
                  dataset: str = "synthetic", task: str = "age", data_root=None,
                  data_options: dict | None = None, device="auto",
                  ckpt_dir: str | Path = "checkpoints", progress: bool = True,
-                 log=print, profile: dict | None = None) -> dict[str, Any]:
+                 log=print) -> dict[str, Any]:
     """Run (or continue) the whole protocol (module docstring) and write its results.
 
     Returns ``dict(config, tuned, rows, summary, paired, points, fronts_text, paths)``:
@@ -166,13 +167,12 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
     against ``config.baseline``, ``points`` the front points (mean over evaluation seeds per
     method and strength, with ``on_front``), ``fronts_text`` :func:`dlfd_lib.fronts.describe_fronts`.
     Files in ``out_dir``: ``tuning/<method>.json`` (+ journals), ``rows.csv``, ``front_points.csv``,
-    ``paired.csv``, ``summary.csv`` and ``protocol.json`` (all of it). ``profile`` (a settings
-    dict like :func:`dlfd_lib.pipeline.get_profile`'s) replaces the named profile's data and
-    training sizes; ``profile_name`` still picks the methods' defaults.
+    ``paired.csv``, ``summary.csv`` and ``protocol.json`` (all of it). ``profile``: a
+    :class:`~dlfd_lib.profiles.Profile` or its name; its ``data`` and ``train`` sections size the
+    reference models, its ``protocol`` section the default ``config``, and its name picks the
+    methods' defaults (an edited copy of a profile keeps its name).
     """
-    from .pipeline import get_profile
-
-    profile = get_profile(profile_name) if profile is None else profile
+    profile = get_profile(profile)
     cfg = config if config is not None else ProtocolConfig.from_profile(profile)
     methods = list(cfg.methods) if cfg.methods is not None else available_methods()
     out = Path(out_dir)
@@ -211,12 +211,12 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
             hp = {**hp, **cfg.fixed.get(method, {})}
             scores = []
             for seed, (splits, models, names, target) in tuning_refs.items():
-                resolved = {**method_defaults(method, profile_name), **hp}
+                resolved = {**method_defaults(method, profile), **hp}
                 key = {"stage": "tune", "method": method, "seed": seed, "hparams": resolved,
                        "original": names["original"], "n_mia": cfg.n_mia}
                 val = store.get(key, prefix=f"tune-{method}-")
                 if val is None:
-                    res = unlearn(method, models["original"], splits, profile=profile_name, device=device,
+                    res = unlearn(method, models["original"], splits, profile=profile, device=device,
                                   seed=seed, progress=False, **hp)
                     val = validation_objective(res.model, splits, target, device, seed, cfg.n_mia)
                     val["seconds"] = res.info["seconds"]
@@ -227,7 +227,7 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
         t0 = time.perf_counter()
         result = tune_method(method, evaluate_setting, space, cfg.n_trials if space else 0,
                              out / "tuning", seed=cfg.tuning_seeds[0] if cfg.tuning_seeds else 0,
-                             meta={"profile": profile_name, "tuning_seeds": cfg.tuning_seeds})
+                             meta={"profile": profile.name, "tuning_seeds": cfg.tuning_seeds})
         tuned[method] = result["params"]
         log(f"tuned {method}: {result['n_trials']} trials, best validation score "
             f"{result['value'] if result['value'] is None else round(result['value'], 4)} "
@@ -255,12 +255,12 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
                 settings.append(("sweep", v, {**tuned[method], knob[0]: v}))
             for kind, value, hp in settings:
                 hp = {**hp, **cfg.fixed.get(method, {})}
-                resolved = {**method_defaults(method, profile_name), **hp}
+                resolved = {**method_defaults(method, profile), **hp}
                 key = {"stage": "eval", "method": method, "seed": seed, "hparams": resolved,
                        "original": names["original"], "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
                 row = store.get(key, prefix=f"eval-{method}-")
                 if row is None:
-                    res = unlearn(method, models["original"], splits, profile=profile_name, device=device,
+                    res = unlearn(method, models["original"], splits, profile=profile, device=device,
                                   seed=seed, progress=False, **hp)
                     row = _evaluate_row(res.model, splits, seed, device, cfg.mia_boot, cfg.attacks)
                     row["seconds"] = res.info["seconds"]
@@ -300,7 +300,7 @@ def run_protocol(profile_name: str, out_dir: str | Path, config: ProtocolConfig 
     points.to_csv(paths["points"], index=False)
     paired.to_csv(paths["paired"], index=False)
     summary.to_csv(paths["summary"])
-    save_json({"profile": profile_name, "dataset": dataset, "task": task, "config": asdict(cfg),
+    save_json({"profile": profile.name, "dataset": dataset, "task": task, "config": asdict(cfg),
                "objective": OBJECTIVE, "tuned": tuned, "rows": rows_df.to_dict("records"),
                "summary": summary.reset_index().to_dict("records"), "paired": paired.to_dict("records"),
                "points": points.to_dict("records"), "fronts_text": fronts_text,

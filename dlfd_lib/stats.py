@@ -128,10 +128,10 @@ def paired_table(rows: pd.DataFrame, baseline: str = "dlfd", metrics: Sequence[s
 
 
 def mia_sampling_sd(member_losses, nonmember_losses, n_boot: int = 30, seed: int = 0) -> float:
-    """The sd of the paper's MIA (:func:`dlfd_lib.metrics.mia`) over ``n_boot`` bootstrap
+    """The sd of the paper's MIA (:func:`dlfd_lib.attacks.mia`) over ``n_boot`` bootstrap
     resamples of the member and non-member losses (each replicate with its own balancing and
     CV seed): the attack's own sampling noise at these set sizes."""
-    from .metrics import mia
+    from .attacks import mia
     mem = np.asarray(member_losses, dtype=np.float64)
     non = np.asarray(nonmember_losses, dtype=np.float64)
     if n_boot < 2:

@@ -34,7 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .unlearn.dlfd import Perturbation, _features, valid_range
+from .inference import features_of
+from .unlearn.dlfd import Perturbation, valid_range
 from .unlearn.ot import mean_feature_distance, ot_distance
 
 __all__ = ["point_clouds", "sq_euclidean_cost", "SinkhornResult", "sinkhorn", "exact_ot",
@@ -218,7 +219,7 @@ def trace_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_f: 
         if x_f is None:
             raise ValueError("trace_perturbation needs the forget batch x_f or its forget_feats")
         with torch.no_grad():
-            forget_feats = _features(model, x_f.to(device), feature_layer)[0].float()
+            forget_feats = features_of(model, x_f.to(device), feature_layer)[0].float()
     forget_feats = forget_feats.to(device).float()
     lo, hi = valid_range(mean, std, device)
     dist_fn = ot_distance if distance == "ot" else mean_feature_distance
@@ -227,7 +228,7 @@ def trace_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_f: 
 
     def measure(delta):
         with torch.no_grad():
-            feats, logits = _features(model, pert.inputs(x, delta), feature_layer)
+            feats, logits = features_of(model, pert.inputs(x, delta), feature_layer)
             return (float(dist_fn(feats.float(), forget_feats)), float(F.cross_entropy(logits.float(), y)),
                     float((logits.argmax(1) == y).float().mean()), feats.float().cpu().numpy(),
                     logits.argmax(1).cpu().numpy())

@@ -93,7 +93,7 @@ class TrainConfig:
         if problems:
             raise ValueError("TrainConfig got invalid values: " + "; ".join(problems)
                              + ". Fix them where the config is built (a profile's 'train' "
-                               "section in dlfd_lib/pipeline.py, or TrainConfig(...)).")
+                               "section in dlfd_lib/profiles.py, or TrainConfig(...)).")
 
     @classmethod
     def from_profile(cls, profile: dict) -> "TrainConfig":

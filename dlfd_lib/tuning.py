@@ -38,8 +38,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .attacks import mia
 from .data.view import tuning_validation
-from .metrics import accuracy, mia, predict
+from .inference import accuracy, predict
 from .utils import save_json, to_jsonable
 
 __all__ = ["validation_objective", "objective_score", "suggest", "tune_method", "load_tuned",

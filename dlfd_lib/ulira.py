@@ -1,6 +1,6 @@
 """Per-example membership test against reference models (U-LiRA-style; optional, GPU-sized).
 
-**Why.** The population attacks of :mod:`dlfd_lib.metrics` (Shokri et al. 2017; Yeom et al.
+**Why.** The population attacks of :mod:`dlfd_lib.attacks` (Shokri et al. 2017; Yeom et al.
 2018; Song & Mittal 2021) fit one threshold for all images. Some images are hard (low
 confidence even when trained on) and some easy (high confidence even when never seen), so a
 single threshold confuses "this image is easy" with "this image was memorised". The likelihood
@@ -24,7 +24,7 @@ the forget set.
    true-class confidence, computed stably from the logits as ``z_y − logsumexp_{j≠y} z_j``
    (:func:`logit_confidence`). LiRA uses this scaling because it makes the per-example score
    distribution close to Gaussian. Each model costs one fp32 forward pass over forget + test
-   (:func:`dlfd_lib.metrics.predict`).
+   (:func:`dlfd_lib.inference.predict`).
 3. *Per-example "out" Gaussians.* Over the K references, μ_out(x) and σ_out(x) (sample sd,
    ddof = 1). With few references (LiRA uses ~64+ shadows for per-example variances) the
    per-example sd is very noisy, so ``variance="global"`` uses one pooled sd for all examples
@@ -64,7 +64,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .metrics import LOW_FPR, _check_logits, _tpr_at_fpr, place_model, predict
+from .attacks import LOW_FPR, check_logits, tpr_at_fpr
+from .inference import place_model, predict
 from .train import TrainConfig, train_or_load
 
 __all__ = [
@@ -90,7 +91,7 @@ def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     for any finite logits, even where p_y rounds to 0 or 1). NaN/Inf logits raise ValueError."""
     from scipy.special import logsumexp
 
-    z, y = _check_logits(logits, labels)
+    z, y = check_logits(logits, labels)
     rows = np.arange(len(y))
     others = z.copy()
     others[rows, y] = -np.inf
@@ -101,7 +102,7 @@ def model_scores(model: torch.nn.Module, splits, which: Sequence[str] = SCORED_S
                  batch_size: int = 256, device: str | torch.device | None = None
                  ) -> dict[str, np.ndarray]:
     """φ of every example of each split in ``which``: one fp32 forward pass per split
-    (:func:`dlfd_lib.metrics.predict` with ``amp=False``, unaugmented and unshuffled, so row i
+    (:func:`dlfd_lib.inference.predict` with ``amp=False``, unaugmented and unshuffled, so row i
     is example i of the split). ``device=None`` runs where the model is; otherwise the model
     is moved there."""
     dev = place_model(model, device)
@@ -314,7 +315,7 @@ def _summary(df, alpha: float, has_in: bool) -> dict:
     forget, test = df[df["member"] == 1], df[df["member"] == 0]
     s = {
         "auc": float(roc_auc_score(y, df["score"])),
-        "tpr_at_1fpr": _tpr_at_fpr(y, df["score"].to_numpy(), LOW_FPR),
+        "tpr_at_1fpr": tpr_at_fpr(y, df["score"].to_numpy(), LOW_FPR),
         "forget_share_p": float((forget["pvalue"] < alpha).mean()),
         "test_share_p": float((test["pvalue"] < alpha).mean()),
         "mean_z_forget": float(forget["z"].mean()),
@@ -325,7 +326,7 @@ def _summary(df, alpha: float, has_in: bool) -> dict:
     }
     if has_in:
         s["auc_online"] = float(roc_auc_score(y, df["llr"]))
-        s["tpr_at_1fpr_online"] = _tpr_at_fpr(y, df["llr"].to_numpy(), LOW_FPR)
+        s["tpr_at_1fpr_online"] = tpr_at_fpr(y, df["llr"].to_numpy(), LOW_FPR)
     return s
 
 

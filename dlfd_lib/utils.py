@@ -10,6 +10,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,13 @@ def save_json(obj: Any, path: str | Path) -> Path:
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2, default=_json_default)
     return atomic_write_bytes(path, write)
+
+
+def check_named_results(results) -> None:
+    """``results`` must be ``{model name: metrics dict}`` (what the metric and attack tables read)."""
+    if not isinstance(results, Mapping) or not all(isinstance(v, Mapping) for v in results.values()):
+        raise TypeError("expected {model name: metrics dict}, e.g. {'original': evaluate(...)}; "
+                        "wrap a single result as {'name': result}")
 
 
 def check_finite(value: torch.Tensor | float, what: str) -> None:

@@ -107,12 +107,12 @@ def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int 
 
     from . import plots
     from .teach import trace_perturbation
-    from .unlearn.dlfd import _features
+    from .inference import features_of
 
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
-        forget_feats = _features(model, x_f.to(device), feature_layer)[0].float()
+        forget_feats = features_of(model, x_f.to(device), feature_layer)[0].float()
     slider = dict(continuous_update=False, style={"description_width": "initial"},
                   layout=W.Layout(width="320px"))
     c_alpha = W.FloatSlider(value=alpha, min=0.0, max=max_alpha, step=0.01, description="α (step)", **slider)

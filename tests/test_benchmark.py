@@ -48,7 +48,7 @@ def test_unlearned_model_is_reused_only_for_the_same_settings(tmp_path):
     torch.manual_seed(0)
     original = build_model(splits.num_classes)
     save_checkpoint(original, tmp_path / "orig.pt")
-    kw = dict(splits=splits, profile_name="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False)
+    kw = dict(splits=splits, profile="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False)
     a, info_a = unlearned_model("neggrad", original, tmp_path / "orig.pt", **kw)
     b, info_b = unlearned_model("neggrad", original, tmp_path / "orig.pt", **kw)
     assert not info_a["reused"] and info_b["reused"]
@@ -76,7 +76,7 @@ def test_ablation_variants_are_valid_dlfd_settings():
     with pytest.raises(KeyError, match="unknown ablation"):
         ablation_variants(["no OT"])
     with pytest.raises(ValueError, match="clash"):
-        run_benchmark({}, "smoke", [0], variants={"original": {"method": "dlfd"}})
+        run_benchmark("smoke", [0], variants={"original": {"method": "dlfd"}})
 
 
 def test_run_benchmark_reuses_what_a_notebook_saved_whatever_its_label(tmp_path):
@@ -86,16 +86,16 @@ def test_run_benchmark_reuses_what_a_notebook_saved_whatever_its_label(tmp_path)
     import copy
 
     from dlfd_lib.benchmark import run_benchmark
-    from dlfd_lib.pipeline import get_profile
+    from dlfd_lib.profiles import get_profile
 
     prof = copy.deepcopy(get_profile("smoke"))
     prof["data"].update(n_train_ids=12, imgs_per_id=4, n_val_ids=4, n_test_ids=4)
     prof["train"]["epochs"] = 1
     kw = dict(dataset="synthetic", task="age", device="cpu", ckpt_dir=tmp_path, progress=False,
               data_root=str(tmp_path / "cache"))
-    first = run_benchmark(prof, "smoke", [0], methods=["dlfd", "neggrad"], save_models=True, **kw)
+    first = run_benchmark(prof, [0], methods=["dlfd", "neggrad"], save_models=True, **kw)
     assert not first["infos"][(0, "dlfd")]["reused"]
-    second = run_benchmark(prof, "smoke", [0], variants={
+    second = run_benchmark(prof, [0], variants={
         "DLFD (paper)": {"method": "dlfd"}, "DLFD K=1": {"method": "dlfd", "hparams": {"K": 1}}}, **kw)
     assert second["infos"][(0, "DLFD (paper)")]["reused"]
     assert not second["infos"][(0, "DLFD K=1")]["reused"]
@@ -107,5 +107,5 @@ def test_run_benchmark_reuses_what_a_notebook_saved_whatever_its_label(tmp_path)
                                   second["histories"][(0, "DLFD (paper)")].reset_index(drop=True),
                                   check_dtype=False)
     assert second["infos"][(0, "DLFD (paper)")].get("switch_step", None) == first["infos"][(0, "dlfd")].get("switch_step", None)
-    third = run_benchmark(prof, "smoke", [0], methods=["dlfd"], reuse=False, **kw)
+    third = run_benchmark(prof, [0], methods=["dlfd"], reuse=False, **kw)
     assert not third["infos"][(0, "dlfd")]["reused"]

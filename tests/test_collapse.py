@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from dlfd_lib import collapse as K
+from dlfd_lib import inference as I
 from dlfd_lib.model import build_model
 
 from helpers import few_threads
@@ -238,27 +239,27 @@ def test_extract_features_restores_modes_and_shapes(splits, models):
     model.train()
     model.features[2].eval()  # a mixed state must come back as it was
     before = [m.training for m in model.modules()]
-    f = K.extract_features(model, splits, "forget")
+    f = I.extract_features(model, splits, "forget")
     assert [m.training for m in model.modules()] == before
     assert f["features"].shape == (12, 128) and f["features"].dtype == np.float32
     assert f["logits"].shape == (12, 3) and f["labels"].tolist() == splits.labels("forget").tolist()
     assert f["identities"].tolist() == splits.identities("forget").tolist()
-    sub = K.extract_features(model, splits, "forget", indices=[3, 0], layer="backbone")
+    sub = I.extract_features(model, splits, "forget", indices=[3, 0], layer="backbone")
     assert sub["features"].shape == (2, 512) and sub["identities"].tolist() == [1000, 1000]
     np.testing.assert_allclose(sub["logits"][1], f["logits"][0], rtol=1e-4, atol=1e-5)
-    plain = K.extract_features(model, splits.loader("forget", batch_size=5), layer="logits")
+    plain = I.extract_features(model, splits.loader("forget", batch_size=5), layer="logits")
     assert plain["identities"] is None
     np.testing.assert_allclose(plain["features"], f["logits"], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="split"):
-        K.extract_features(model, splits)
+        I.extract_features(model, splits)
     with pytest.raises(TypeError, match="forward_features"):
-        K.extract_features(nn.Sequential(nn.Flatten(), nn.LazyLinear(3)), splits, "forget")
+        I.extract_features(nn.Sequential(nn.Flatten(), nn.LazyLinear(3)), splits, "forget")
     model.eval()
 
 
 @pytest.fixture(scope="module")
 def feats(splits, models):
-    return K.extract_all(models[0], splits), K.extract_all(models[1], splits)
+    return I.extract_all(models[0], splits), I.extract_all(models[1], splits)
 
 
 def test_collapse_measures_end_to_end(splits, models, feats):

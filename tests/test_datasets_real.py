@@ -19,7 +19,7 @@ from dlfd_lib.data.common import GrayscaleSplits
 from dlfd_lib.data.mufac import family_id
 from dlfd_lib.data.splits import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from dlfd_lib.model import CheckpointError, build_model, load_checkpoint, save_checkpoint
-from dlfd_lib.pipeline import get_profile
+from dlfd_lib.profiles import get_profile
 
 LETTERS = "abcdefgh"
 

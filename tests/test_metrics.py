@@ -1,4 +1,5 @@
-"""Tests of dlfd_lib.metrics: accuracy, the balanced MIA, FS, NoMUS, predict and evaluate."""
+"""Tests of the paper's metrics: accuracy and predict (dlfd_lib.inference), the balanced MIA
+(dlfd_lib.attacks), FS, NoMUS and evaluate (dlfd_lib.metrics)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from dlfd_lib import attacks as A
+from dlfd_lib import inference as I
 from dlfd_lib import metrics as M
 from dlfd_lib.data.splits import SplitDataset, TensorSource, UnlearningSplits, eval_transform
 
@@ -24,15 +27,15 @@ def test_accuracy_top1_top2_hand_example():
         [0.1, 0.2, 0.9],   # label 2: top1 yes
     ], dtype=np.float32)
     labels = np.array([0, 1, 2, 2])
-    assert M.accuracy(logits, labels) == pytest.approx(0.5)
-    assert M.accuracy(logits, labels, k=2) == pytest.approx(0.75)
-    assert M.accuracy(logits, labels, k=3) == 1.0
-    assert M.accuracy(logits, labels, k=10) == 1.0
-    assert isinstance(M.accuracy(logits, labels), float)
+    assert I.accuracy(logits, labels) == pytest.approx(0.5)
+    assert I.accuracy(logits, labels, k=2) == pytest.approx(0.75)
+    assert I.accuracy(logits, labels, k=3) == 1.0
+    assert I.accuracy(logits, labels, k=10) == 1.0
+    assert isinstance(I.accuracy(logits, labels), float)
     with pytest.raises(ValueError):
-        M.accuracy(logits, labels[:3])
+        I.accuracy(logits, labels[:3])
     with pytest.raises(ValueError):
-        M.accuracy(logits, labels, k=0)
+        I.accuracy(logits, labels, k=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,7 +53,7 @@ def _separated(n_mem, n_non, seed=2):
 
 def test_mia_identical_distributions_is_chance():
     mem, non = _same(600, 600)
-    r = M.mia(mem, non, seed=0)
+    r = A.mia(mem, non, seed=0)
     assert abs(r["mia"] - 0.5) < 0.05
     assert abs(r["auc"] - 0.5) < 0.05
     assert r["n"] == 600 and r["n_member"] == 600 and r["n_nonmember"] == 600
@@ -59,7 +62,7 @@ def test_mia_identical_distributions_is_chance():
 
 def test_mia_separated_distributions_is_near_one():
     mem, non = _separated(500, 500)
-    r = M.mia(mem, non, seed=0)
+    r = A.mia(mem, non, seed=0)
     assert r["mia"] > 0.95
     assert r["auc"] > 0.95
 
@@ -68,12 +71,12 @@ def test_mia_balancing_removes_class_ratio_floor():
     # few members, ten times as many non-members, same loss distribution (1:10 as 200 vs 2000;
     # 400 per side keeps the balanced estimate's fold-to-fold noise well inside the tolerance)
     mem, non = _same(400, 4000)
-    balanced = M.mia(mem, non, seed=0)
+    balanced = A.mia(mem, non, seed=0)
     assert abs(balanced["mia"] - 0.5) < 0.05
     assert abs(balanced["auc"] - 0.5) < 0.07
     assert balanced["n"] == 400 and balanced["n_member"] == 400 and balanced["n_nonmember"] == 400
 
-    naive = M.mia(mem, non, seed=0, balance=False)
+    naive = A.mia(mem, non, seed=0, balance=False)
     # the unbalanced attack "wins" by always answering "non-member": the majority share ~0.91
     assert naive["mia"] == pytest.approx(4000 / 4400, abs=0.02)
     assert naive["n_member"] == 400 and naive["n_nonmember"] == 4000
@@ -82,22 +85,22 @@ def test_mia_balancing_removes_class_ratio_floor():
 
     # the same with the majority on the member side (e.g. 1500 forget vs 300 test)
     mem, non = _same(1500, 300, seed=3)
-    assert abs(M.mia(mem, non, seed=0)["mia"] - 0.5) < 0.05
-    assert M.mia(mem, non, seed=0, balance=False)["mia"] == pytest.approx(1500 / 1800, abs=0.02)
+    assert abs(A.mia(mem, non, seed=0)["mia"] - 0.5) < 0.05
+    assert A.mia(mem, non, seed=0, balance=False)["mia"] == pytest.approx(1500 / 1800, abs=0.02)
 
 
 def test_mia_balanced_separated_unequal_sizes():
     mem, non = _separated(300, 1500)
-    r = M.mia(mem, non, seed=0)
+    r = A.mia(mem, non, seed=0)
     assert r["mia"] > 0.95 and r["auc"] > 0.95 and r["n"] == 300
 
 
 def test_mia_is_deterministic_for_a_seed():
     mem, non = _same(300, 900, seed=5)
-    a = M.mia(mem, non, seed=7)
-    b = M.mia(mem.copy(), non.copy(), seed=7)
+    a = A.mia(mem, non, seed=7)
+    b = A.mia(mem.copy(), non.copy(), seed=7)
     assert a == b
-    c = M.mia(mem, non, seed=8)
+    c = A.mia(mem, non, seed=8)
     assert c != a                          # another seed draws another subsample / folds
 
 
@@ -105,17 +108,17 @@ def test_mia_standardize_handles_tiny_losses():
     # an over-fitted model: all losses tiny, members ten times smaller than non-members
     rng = np.random.default_rng(0)
     mem, non = rng.exponential(1e-4, 400), rng.exponential(1e-3, 400)
-    std = M.mia(mem, non, seed=0)
-    raw = M.mia(mem, non, seed=0, standardize=False)
+    std = A.mia(mem, non, seed=0)
+    raw = A.mia(mem, non, seed=0, standardize=False)
     assert std["mia"] > 0.65
     assert raw["mia"] < std["mia"]         # L2 penalty flattens the fit on raw tiny losses
 
 
 def test_mia_rejects_bad_input():
     with pytest.raises(ValueError, match="at least"):
-        M.mia(np.ones(3), np.ones(100))
+        A.mia(np.ones(3), np.ones(100))
     with pytest.raises(ValueError, match="NaN or infinite"):
-        M.mia(np.r_[np.ones(20), np.nan], np.ones(20))
+        A.mia(np.r_[np.ones(20), np.nan], np.ones(20))
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +183,7 @@ def test_predict_shapes_losses_and_mode_restore(splits):
     model.train()
     model[1].eval()                        # a mixed-mode model must come back mixed
     loader = splits.loader("test", batch_size=16)
-    p = M.predict(model, loader, "cpu", amp=False)
+    p = I.predict(model, loader, "cpu", amp=False)
     assert model.training and model[0].training and not model[1].training and model[2].training
     assert p["logits"].shape == (36, NUM_CLASSES) and p["logits"].dtype == np.float32
     assert p["labels"].shape == (36,) and p["losses"].shape == (36,)
@@ -189,11 +192,11 @@ def test_predict_shapes_losses_and_mode_restore(splits):
         torch.from_numpy(p["logits"]), torch.from_numpy(p["labels"]), reduction="none").numpy()
     np.testing.assert_allclose(p["losses"], expected, rtol=1e-5, atol=1e-6)
     # dropout was off: a second pass gives the same logits
-    q = M.predict(model, loader, "cpu", amp=False)
+    q = I.predict(model, loader, "cpu", amp=False)
     np.testing.assert_array_equal(p["logits"], q["logits"])
 
     model.eval()
-    r = M.predict(model, loader, None, amp=True)     # bf16 autocast path, model's device
+    r = I.predict(model, loader, None, amp=True)     # bf16 autocast path, model's device
     assert not model.training
     assert r["logits"].dtype == np.float32
     np.testing.assert_allclose(r["logits"], p["logits"], atol=0.1)

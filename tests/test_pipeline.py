@@ -14,8 +14,8 @@ import pytest
 
 from dlfd_lib import __version__, pipeline
 from dlfd_lib.cli import build_parser, main
-from dlfd_lib.pipeline import (PROFILES, NotebookFailed, get_profile, run_notebooks,
-                               select_notebooks)
+from dlfd_lib.pipeline import NotebookFailed, run_notebooks, select_notebooks
+from dlfd_lib.profiles import PROFILES, get_profile
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -70,35 +70,6 @@ def failing_dir(tmp_path: Path) -> Path:
     ])
     write_notebook(nbs / "02_after.ipynb", [("params", PARAMS), ("code", "open('02.ran', 'w')")])
     return nbs
-
-
-# --------------------------------------------------------------------------------- profiles
-
-def test_unknown_profile_names_the_valid_ones():
-    with pytest.raises(ValueError) as err:
-        get_profile("fast")
-    for name in ("smoke", "quick", "paper"):
-        assert name in str(err.value)
-
-
-def test_get_profile_returns_a_deep_copy():
-    prof = get_profile("quick")
-    prof["data"]["image_size"] = 1
-    prof["train"]["epochs"] = -1
-    assert PROFILES["quick"]["data"]["image_size"] == 64
-    assert get_profile("quick")["train"]["epochs"] == PROFILES["quick"]["train"]["epochs"]
-
-
-def test_profiles_have_the_same_settings():
-    def keys(d, prefix=""):
-        return {k2 for k, v in d.items()
-                for k2 in (keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k})}
-    assert set(PROFILES) == {"smoke", "quick", "paper"}
-    shapes = {name: keys(p) for name, p in PROFILES.items()}
-    assert len({frozenset(s) for s in shapes.values()}) == 1, shapes
-    for name, p in PROFILES.items():
-        assert p["train"]["schedule"] in {"onecycle", "cosine"}, name
-        assert 0 < p["data"]["forget_frac"] < 1, name
 
 
 # -------------------------------------------------------------------------------------- CLI

@@ -12,7 +12,8 @@ from dlfd_lib.data.splits import SplitDataset
 from dlfd_lib.data.view import (MethodSplits, TestSplitAccessError, method_view, tuning_validation,
                                 validation_halves)
 from dlfd_lib.fronts import describe_fronts, front_leaders, mark_fronts, pareto_front
-from dlfd_lib.metrics import mia, predict
+from dlfd_lib.attacks import mia
+from dlfd_lib.inference import predict
 from dlfd_lib.stats import (add_reference_gaps, avg_gap, mia_sampling_sd, paired_bootstrap,
                             paired_table, verdict)
 from dlfd_lib.unlearn import available_methods, register, unlearn
@@ -203,7 +204,7 @@ def test_pareto_fronts_and_leaders():
 # ---------------------------------------------------------------------------------------------
 # the protocol end to end (smoke profile, tiny data) and its resumption
 def _tiny_profile():
-    from dlfd_lib.pipeline import get_profile
+    from dlfd_lib.profiles import get_profile
     prof = get_profile("smoke")
     prof["data"].update({"n_train_ids": 12, "imgs_per_id": 4, "n_val_ids": 4, "n_test_ids": 4, "image_size": 32})
     prof["train"].update({"epochs": 1})
@@ -218,9 +219,8 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=1, mia_boot=2,
                          n_mia=1, n_boot=500, methods=["dlfd", "neggrad"],
                          fixed={"dlfd": {"max_steps": 2}, "neggrad": {"max_steps": 2}})
-    kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None,
-              profile=_tiny_profile())
-    r = run_protocol("smoke", tmp_path / "out", **kw)
+    kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None)
+    r = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
     rows = r["rows"]
     assert set(rows["model"]) == {"original", "retrained", "dlfd", "neggrad"}
     assert sorted(set(rows["seed"])) == [0, 1] and 7 not in set(rows["seed"])  # tuning seed never evaluated
@@ -240,7 +240,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     monkeypatch.setattr(proto, "unlearn", lambda *a, **k: calls.append(a) or pytest.fail("recomputed"))
     import dlfd_lib.train as train_mod
     monkeypatch.setattr(train_mod, "train_model", lambda *a, **k: pytest.fail("retrained a reference"))
-    again = run_protocol("smoke", tmp_path / "out", **kw)
+    again = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
     assert not calls and len(list((tmp_path / "out" / "store").glob("*.json"))) == n_files
     pd.testing.assert_frame_equal(again["rows"], rows)
     assert again["tuned"] == r["tuned"]

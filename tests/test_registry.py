@@ -27,7 +27,7 @@ def _fn(model, splits, hp, *, device, seed, progress):
 
 def test_registry_lists_validates_and_does_not_mutate(splits, model):
     assert "dlfd" in available_methods()
-    assert set(PROFILE_NAMES) == set(__import__("dlfd_lib.pipeline", fromlist=["PROFILES"]).PROFILES)
+    assert set(PROFILE_NAMES) == set(__import__("dlfd_lib.profiles", fromlist=["PROFILES"]).PROFILES)
     paper = method_defaults("dlfd", "paper")
     assert (paper["lr"], paper["w_f"], paper["w_t0"], paper["w_t1"], paper["K"], paper["alpha"],
             paper["forget_threshold"], paper["max_fs"], paper["batch_size"]) == \
@@ -162,7 +162,7 @@ def test_all_registered_with_profiles():
 
 
 def test_the_training_recipes_take_the_shared_optimiser_settings():
-    from dlfd_lib.pipeline import PROFILES
+    from dlfd_lib.profiles import PROFILES
     from dlfd_lib.train import TrainConfig
     assert (SGD_DEFAULTS.momentum, SGD_DEFAULTS.weight_decay) == (0.9, 5e-4)
     assert (TrainConfig().momentum, TrainConfig().weight_decay) == (0.9, 5e-4)

@@ -126,7 +126,7 @@ def test_a_reused_unlearned_model_must_come_from_the_same_data(tmp_path, splits,
     from dlfd_lib.data.splits import SplitDataset, UnlearningSplits
     orig = tmp_path / "orig.pt"
     save_checkpoint(model, orig)
-    kw = dict(profile_name="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False,
+    kw = dict(profile="smoke", seed=0, device="cpu", ckpt_dir=tmp_path, progress=False,
               hparams={"max_steps": 1})
     assert unlearned_model("finetune", model, orig, splits, **kw)[1]["reused"] is False
     assert unlearned_model("finetune", model, orig, splits, **kw)[1]["reused"] is True
@@ -353,7 +353,7 @@ def test_a_cell_past_its_timeout_names_the_notebook_the_cell_and_the_timeout(tmp
 
 
 def test_every_profile_sets_a_cell_timeout():
-    from dlfd_lib.pipeline import PROFILES
+    from dlfd_lib.profiles import PROFILES
     for name, prof in PROFILES.items():
         assert isinstance(prof["cell_timeout_s"], int) and prof["cell_timeout_s"] >= 600, name
 

@@ -9,7 +9,8 @@ import torch  # noqa: E402
 
 from dlfd_lib import plots, teach, widgets  # noqa: E402
 from dlfd_lib.model import build_model  # noqa: E402
-from dlfd_lib.unlearn.dlfd import Perturbation, _features, valid_range  # noqa: E402
+from dlfd_lib.inference import features_of  # noqa: E402
+from dlfd_lib.unlearn.dlfd import Perturbation, valid_range  # noqa: E402
 from dlfd_lib.unlearn.ot import cosine_cost, ot_distance, sinkhorn_plan  # noqa: E402
 from helpers import tiny_splits  # noqa: E402
 
@@ -105,14 +106,14 @@ def test_trace_ends_where_the_kits_perturbation_ends(batch):
     t = teach.trace_perturbation(model, x, y, x_f, mean=splits.mean, std=splits.std, **kw)
     model.eval()
     with torch.no_grad():
-        ff = _features(model, x_f, "logits")[0].float()
+        ff = features_of(model, x_f, "logits")[0].float()
     lo, hi = valid_range(splits.mean, splits.std, torch.device("cpu"))
     pert = Perturbation(K=4, alpha=0.2, w_f=3.0, lo=lo, hi=hi, amp=False)
     x_star, dist, ce = pert(model, x, y, ff, 0.5)
     torch.testing.assert_close(t.x_star, x_star, rtol=0, atol=0)
     assert len(t.distance) == len(t.ce) == len(t.acc) == 5
     with torch.no_grad():
-        clean_ot = float(ot_distance(_features(model, x, "logits")[0], ff))
+        clean_ot = float(ot_distance(features_of(model, x, "logits")[0], ff))
     assert t.distance[0] == pytest.approx(clean_ot, rel=1e-5)
     # the perturbed image stays a valid image, and every pixel moved by at most K * alpha
     assert (t.x_star >= lo - 1e-6).all() and (t.x_star <= hi + 1e-6).all()

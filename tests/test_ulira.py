@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from dlfd_lib import ulira as U
-from dlfd_lib.pipeline import PROFILES
+from dlfd_lib.profiles import PROFILES
 from dlfd_lib.train import TrainConfig, train_or_load
 
 from helpers import few_threads, tiny_splits

@@ -1,5 +1,5 @@
 """Datasets for the kit: every one of them produces an :class:`UnlearningSplits`."""
-from .common import DatasetError, DatasetNotFoundError
+from .errors import DatasetError, DatasetNotFoundError
 from .folder import load_folder
 from .hygiene import drop_forget_leaks, duplicate_summary, find_duplicates, plot_duplicate_pairs
 from .load import DATASETS, load_splits

@@ -4,7 +4,7 @@ The real datasets cannot be shipped with the kit, so users point the loaders at 
 Most things that go wrong then are mundane – a wrong folder, a renamed column, a missing or
 broken image, a label the loader does not know – and the loaders should say *which* file or
 field is at fault and how to fix it, instead of failing deep inside a training loop. This
-module holds those checks, the :class:`DatasetError` they raise, and the last step every
+module holds those checks (they raise :class:`~dlfd_lib.data.errors.DatasetError`) and the last step every
 loader shares: turning lists of paths, labels and identities into an
 :class:`~dlfd_lib.data.splits.UnlearningSplits` backed by a
 :class:`~dlfd_lib.data.splits.FileSource`.
@@ -18,29 +18,21 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .errors import DatasetError, DatasetNotFoundError
 from .splits import (IMAGENET_MEAN, IMAGENET_STD, FileSource, LazyTransform, SplitDataset,
                      UnlearningSplits, eval_pipeline, train_pipeline, eval_transform, train_transform)
 
-__all__ = ["DatasetError", "DatasetNotFoundError", "IMAGE_EXTENSIONS", "HALF_MEAN", "HALF_STD",
+__all__ = ["IMAGE_EXTENSIONS", "HALF_MEAN", "HALF_STD",
            "GrayscaleSplits", "require_dir", "require_file", "check_task", "check_image_size",
            "check_fraction", "read_table", "csv_rows", "check_files_exist", "check_inside_root",
            "verify_image_files", "list_images", "class_folders", "sort_key", "pick_groups",
-           "assemble_splits", "maybe_drop_leaks"]
+           "assemble_splits"]
 
 #: file endings the loaders treat as images (what torchvision's decoder reads)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 #: RAF-DB's normalisation in the paper: mean = std = 0.5 on every channel
 HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded as given; the message names the file or field at fault
-    and says how to fix it."""
-
-
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """A data root, CSV file, image folder or image file that does not exist."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,16 +292,3 @@ def assemble_splits(name: str, task: str, class_names: list[str],
     info.setdefault("grayscale", bool(grayscale))
     return cls(name=name, task=task, class_names=list(class_names), image_size=image_size,
                mean=mean, std=std, info=info, **datasets)
-
-
-def maybe_drop_leaks(splits: UnlearningSplits, drop_leaks: bool, threshold: int,
-                     progress: bool) -> UnlearningSplits:
-    """The ``drop_leaks=True`` option of every loader: find duplicates and remove the
-    non-forget member of every pair that leaks a forget image (see :mod:`.hygiene`)."""
-    if not drop_leaks:
-        return splits
-    from .hygiene import drop_forget_leaks, find_duplicates
-    pairs = find_duplicates(splits, threshold=threshold, progress=progress)
-    return drop_forget_leaks(splits, pairs)
-
-

@@ -43,11 +43,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .common import (DatasetError, DatasetNotFoundError, assemble_splits, check_files_exist,
+from .common import (assemble_splits, check_files_exist,
                      check_inside_root,
                      check_fraction, check_image_size, class_folders, csv_rows,
-                     maybe_drop_leaks, pick_groups, read_table, require_dir,
+                     pick_groups, read_table, require_dir,
                      require_file, sort_key, verify_image_files)
+from .errors import DatasetError, DatasetNotFoundError
 from .splits import IMAGENET_MEAN, IMAGENET_STD, UnlearningSplits
 
 __all__ = ["load_folder", "read_forget_list"]
@@ -65,8 +66,7 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
                 image_size: int = 128, class_names: Sequence[str] | None = None,
                 identity_regex: str | None = None,
                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                grayscale: bool = False, verify_images: bool = False, drop_leaks: bool = False,
-                hygiene_threshold: int = 6, progress: bool = False,
+                grayscale: bool = False, verify_images: bool = False, progress: bool = False,
                 name: str = "folder", allow_absolute_paths: bool = False) -> UnlearningSplits:
     """Load an image-folder tree or a CSV-described dataset (see the module docstring).
 
@@ -94,9 +94,7 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
     mean, std : normalisation (ImageNet by default; the paper uses 0.5/0.5 for RAF-DB).
     grayscale : convert images to 3-channel grayscale before the transforms.
     verify_images : decode every image once at load time (slow); existence is always checked.
-    drop_leaks, hygiene_threshold : remove retain/val/test copies of forget images (see
-        :mod:`dlfd_lib.data.hygiene`).
-    progress : progress bars for ``verify_images`` and ``drop_leaks``.
+    progress : progress bars for ``verify_images``.
     name : the dataset name stored in the splits.
     allow_absolute_paths : accept CSV paths that lead outside the image root (an absolute path
         elsewhere, or ``../``); refused by default, so that a CSV cannot make the kit read
@@ -216,7 +214,7 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
                    "for test_frac to hold out."}
     splits = assemble_splits(name, task, names, parts, image_size, mean, std,
                              grayscale=grayscale, info=info, empty_fix=fix)
-    return maybe_drop_leaks(splits, drop_leaks, hygiene_threshold, progress)
+    return splits
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import DatasetError
+from .errors import DatasetError
 from .splits import FileSource, ImageSource, TensorSource, UnlearningSplits
 
 __all__ = ["HYGIENE_SPLITS", "DEFAULT_THRESHOLD", "DEFAULT_MIN_SIMILARITY", "image_hashes",
@@ -396,3 +396,13 @@ def drop_forget_leaks(splits: UnlearningSplits, df: "pandas.DataFrame | None" = 
         record["previous"] = info["hygiene"]
     info["hygiene"] = record
     return dataclasses.replace(splits, info=info, **changes)
+
+
+def maybe_drop_leaks(splits: UnlearningSplits, drop_leaks: bool, threshold: int,
+                     progress: bool) -> UnlearningSplits:
+    """The ``drop_leaks=True`` option of every loader: find duplicates and remove the
+    non-forget member of every pair that leaks a forget image (see :mod:`.hygiene`)."""
+    if not drop_leaks:
+        return splits
+    pairs = find_duplicates(splits, threshold=threshold, progress=progress)
+    return drop_forget_leaks(splits, pairs)

@@ -15,9 +15,11 @@ parameters:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 
-from .common import DatasetError, DatasetNotFoundError
+from .errors import DatasetError, DatasetNotFoundError
+from .hygiene import DEFAULT_THRESHOLD, maybe_drop_leaks
 from .splits import UnlearningSplits
 
 DATASETS = ("synthetic", "mufac", "rafdb", "folder")
@@ -27,18 +29,24 @@ DEFAULT_IMAGE_SIZE = 128
 
 
 def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | Path | None = None,
-                profile: dict | None = None, seed: int = 0, **overrides) -> UnlearningSplits:
+                profile: Mapping | None = None, seed: int = 0, **overrides) -> UnlearningSplits:
     """Build the :class:`UnlearningSplits` of ``dataset``.
 
     * ``"synthetic"`` – the embedded synthetic faces; sizes come from the profile's ``data``
-      section (``overrides`` win), the data are drawn from ``seed``; ``data_root`` (optional)
+      section (``profile``: a :class:`~dlfd_lib.profiles.Profile` or its settings dict;
+      ``overrides`` win), the data are drawn from ``seed``; ``data_root`` (optional)
       is the cache folder.
     * ``"mufac"`` / ``"rafdb"`` / ``"folder"`` – files under ``data_root`` (required), read by
       :func:`~dlfd_lib.data.mufac.load_mufac`, :func:`~dlfd_lib.data.rafdb.load_rafdb` and
       :func:`~dlfd_lib.data.folder.load_folder`. Of the profile's ``data`` section only
       ``image_size`` is used (its other keys drive the synthetic generator); ``overrides``
-      are passed on (e.g. ``split="identity"``, ``forget="forget.txt"``, ``drop_leaks=True``,
+      are passed on (e.g. ``split="identity"``, ``forget="forget.txt"``,
       ``verify_images=True``, ``image_size=64``).
+
+    For every dataset ``drop_leaks=True`` then removes the retain/val/test images that
+    duplicate a forget image (:func:`dlfd_lib.data.hygiene.drop_forget_leaks`, Hamming
+    threshold ``hygiene_threshold`` on the perceptual hash, default 6) – here, once, for every
+    loader.
 
     The split of a real dataset does not follow the run's ``seed``: it stays the paper's
     (seed 42 for RAF-DB's random split and for every other seeded choice) so that runs with
@@ -48,13 +56,10 @@ def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | 
         data_cfg = dict((profile or {}).get("data", {}))
         data_cfg.update(overrides)
         drop_leaks = bool(data_cfg.pop("drop_leaks", False))
-        threshold = data_cfg.pop("hygiene_threshold", 6)
+        threshold = data_cfg.pop("hygiene_threshold", DEFAULT_THRESHOLD)
         from .synthetic import make_synthetic_splits
         splits = make_synthetic_splits(task=task, seed=seed, cache_dir=data_root, **data_cfg)
-        if drop_leaks:
-            from .common import maybe_drop_leaks
-            splits = maybe_drop_leaks(splits, True, threshold, progress=False)
-        return splits
+        return maybe_drop_leaks(splits, drop_leaks, threshold, progress=False)
     if dataset not in REAL_DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; available: {DATASETS}")
     if data_root is None:
@@ -62,6 +67,8 @@ def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | 
             f"dataset {dataset!r} is read from files: set data_root to the folder of your copy "
             f"({_ROOT_HINT[dataset]}); the kit cannot download it")
     kwargs = dict(overrides)
+    drop_leaks = bool(kwargs.pop("drop_leaks", False))
+    threshold = kwargs.pop("hygiene_threshold", DEFAULT_THRESHOLD)
     kwargs.setdefault("image_size", (profile or {}).get("data", {}).get("image_size",
                                                                           DEFAULT_IMAGE_SIZE))
     if "split_seed" in kwargs:
@@ -76,8 +83,10 @@ def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | 
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         raise TypeError(f"load_splits({dataset!r}) got unknown option(s) {unknown}; "
-                        f"{loader.__name__} accepts {options} (and split_seed=)")
-    return loader(data_root, task=task, **kwargs)
+                        f"{loader.__name__} accepts {options} (and split_seed=, drop_leaks=, "
+                        f"hygiene_threshold=)")
+    splits = loader(data_root, task=task, **kwargs)
+    return maybe_drop_leaks(splits, drop_leaks, threshold, progress=bool(kwargs.get("progress", False)))
 
 
 _ROOT_HINT = {

@@ -40,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (DatasetError, assemble_splits, check_files_exist, check_fraction,
+from .common import (assemble_splits, check_files_exist, check_fraction,
                      check_inside_root,
-                     check_image_size, check_task, csv_rows, maybe_drop_leaks, pick_groups,
+                     check_image_size, check_task, csv_rows, pick_groups,
                      read_table, require_dir, require_file, verify_image_files)
+from .errors import DatasetError
 from .splits import IMAGENET_MEAN, IMAGENET_STD, UnlearningSplits
 
 __all__ = ["load_mufac", "MUFAC_CLASSES", "MUFAC_FILES", "family_id"]
@@ -74,8 +75,7 @@ def family_id(rel_path: str | Path) -> str | None:
 
 def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
                forget_size: int = 1500, forget_frac: float | None = None, seed: int = 42,
-               image_size: int = 128, verify_images: bool = False, drop_leaks: bool = False,
-               hygiene_threshold: int = 6, progress: bool = False,
+               image_size: int = 128, verify_images: bool = False, progress: bool = False,
                allow_absolute_paths: bool = False) -> UnlearningSplits:
     """Load MUFAC from ``data_root`` (the published layout, see the module docstring).
 
@@ -92,10 +92,7 @@ def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
     image_size : side the images are resized to (the paper: 128).
     verify_images : decode every image once at load time (slow) so that a broken file is
         reported now rather than during training; existence is always checked.
-    drop_leaks : remove retain/val/test images that duplicate a forget image
-        (:func:`dlfd_lib.data.hygiene.drop_forget_leaks`, Hamming threshold
-        ``hygiene_threshold`` on the perceptual hash).
-    progress : progress bars for ``verify_images`` and ``drop_leaks``.
+    progress : progress bars for ``verify_images``.
     allow_absolute_paths : accept ``image_path`` entries that lead outside ``data_root`` (an
         absolute path elsewhere, or ``../``); refused by default, so that a CSV cannot make the
         kit read arbitrary files.
@@ -186,7 +183,7 @@ def load_mufac(data_root: str | Path, task: str = "age", split: str = "paper",
            "retain": "Lower forget_size / forget_frac.", "forget": "Raise forget_size / forget_frac."}
     splits = assemble_splits("mufac", "age", MUFAC_CLASSES, parts, image_size, IMAGENET_MEAN,
                              IMAGENET_STD, info=info, empty_fix=fix)
-    return maybe_drop_leaks(splits, drop_leaks, hygiene_threshold, progress)
+    return splits
 
 
 def _read_split(root: Path, name: str, verify: bool, progress: bool,

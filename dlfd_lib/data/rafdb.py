@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (HALF_MEAN, HALF_STD, DatasetError, assemble_splits, check_files_exist,
+from .common import (HALF_MEAN, HALF_STD, assemble_splits, check_files_exist,
                      check_fraction, check_image_size, check_task, class_folders,
-                     maybe_drop_leaks, require_dir, verify_image_files)
+                     require_dir, verify_image_files)
+from .errors import DatasetError
 from .splits import UnlearningSplits
 
 __all__ = ["load_rafdb", "RAFDB_CLASSES"]
@@ -45,8 +46,8 @@ _LAYOUT_FIX = ("data_root must be the folder that holds train/<class>/ and test/
 
 def load_rafdb(data_root: str | Path, task: str = "emotion", seed: int = 42,
                val_frac: float = 0.1, forget_frac: float = 0.3, image_size: int = 128,
-               grayscale: bool = True, verify_images: bool = False, drop_leaks: bool = False,
-               hygiene_threshold: int = 6, progress: bool = False) -> UnlearningSplits:
+               grayscale: bool = True, verify_images: bool = False,
+               progress: bool = False) -> UnlearningSplits:
     """Load RAF-DB from ``data_root`` (``train/<class>/``, ``test/<class>/``).
 
     Parameters
@@ -59,9 +60,7 @@ def load_rafdb(data_root: str | Path, task: str = "emotion", seed: int = 42,
     image_size : side the images are resized to (the paper: 128).
     grayscale : convert to 3-channel grayscale first (the paper does); ``False`` keeps colour.
     verify_images : decode every image once at load time (slow); existence is always checked.
-    drop_leaks : remove retain/val/test images that duplicate a forget image (see
-        :mod:`dlfd_lib.data.hygiene`; Hamming threshold ``hygiene_threshold``).
-    progress : progress bars for ``verify_images`` and ``drop_leaks``.
+    progress : progress bars for ``verify_images``.
 
     Returns
     -------
@@ -132,7 +131,7 @@ def load_rafdb(data_root: str | Path, task: str = "emotion", seed: int = 42,
            "test": f"Put images into the class folders of {root / 'test'}."}
     splits = assemble_splits("rafdb", "emotion", class_names, parts, image_size, HALF_MEAN,
                              HALF_STD, grayscale=grayscale, info=info, empty_fix=fix)
-    return maybe_drop_leaks(splits, drop_leaks, hygiene_threshold, progress)
+    return splits
 
 
 def _class_names(folders: list[str]) -> tuple[list[str], dict[str, int]]:

@@ -24,7 +24,7 @@ shuffled, cycled forget loader:
 3. **Model update**: one SGD step (momentum, weight decay) on CE(f(x_r*), y) in train mode.
 4. **Dynamic forgetting**: every ``monitor_every`` batches (and after the last one) the
    forgetting score FS = |MIA - 0.5| is measured with the balanced, seeded loss attack of
-   :func:`dlfd_lib.metrics.mia`, forget vs **validation** images, on fixed seeded subsamples
+   :func:`dlfd_lib.attacks.mia`, forget vs **validation** images, on fixed seeded subsamples
    (``monitor_size`` images each), and the validation accuracy on a fixed subsample of
    ``val_size`` validation images (None: all of them). The validation images are the method's
    half of the validation people (:mod:`dlfd_lib.data.view`: the tuner reads the other half);
@@ -128,7 +128,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..metrics import accuracy, forgetting_score, mia, predict
+from ..attacks import mia
+from ..inference import accuracy, features_of, predict
+from ..metrics import forgetting_score
 from ..optim import SGD_DEFAULTS, Optim
 from ..utils import autocast, check_finite, to_device
 from .loop import cycle, drop_last, make_loader, seed_words
@@ -222,14 +224,6 @@ def valid_range(mean: Sequence[float], std: Sequence[float], device: torch.devic
     return (0.0 - m) / s, (1.0 - m) / s
 
 
-def _features(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, logits) of one forward pass; ``layer="logits"`` gives the logits twice."""
-    if layer == "logits":
-        logits = model(x)
-        return logits, logits
-    return model.forward_features(x, layer)
-
-
 @dataclass
 class Perturbation:
     """The K signed-gradient steps of DLFD on one retain batch (step 2 of the module docstring).
@@ -263,7 +257,7 @@ class Perturbation:
         forms the gradient of delta only."""
         delta = delta.detach().requires_grad_(True)
         with autocast(x.device, self.amp):
-            feats, logits = _features(model, self.inputs(x, delta), self.feature_layer)
+            feats, logits = features_of(model, self.inputs(x, delta), self.feature_layer)
         if self.ot_on_clean:
             if clean_feats is None:
                 raise ValueError("ot_on_clean=True needs the clean batch's features")
@@ -284,7 +278,7 @@ class Perturbation:
         clean_feats = None
         if self.ot_on_clean:
             with torch.no_grad(), autocast(x.device, self.amp):
-                clean_feats = _features(model, self.inputs(x, torch.zeros_like(x)),
+                clean_feats = features_of(model, self.inputs(x, torch.zeros_like(x)),
                                         self.feature_layer)[0].float()
         delta = torch.zeros_like(x)
         dist = ce = torch.full((), float("nan"), device=x.device)
@@ -559,7 +553,7 @@ def dlfd(model: nn.Module, splits, hp: DLFDHparams, *, device: torch.device, see
             if not released_modes:
                 model.eval()
             with torch.no_grad(), autocast(device, hp.amp):
-                forget_feats = _features(model, xf, hp.feature_layer)[0].float()
+                forget_feats = features_of(model, xf, hp.feature_layer)[0].float()
             x_star, dist, _ = perturb(model, x, y, forget_feats, w_t)
             ot_sum += dist
             n_pert += 1

@@ -79,14 +79,12 @@ import pandas as pd
 import torch
 
 from ..data.view import method_view
+from ..profiles import PROFILE_NAMES, Profile, profile_name
 from ..utils import nonfinite_tensors, resolve_device, seed_everything
 
 __all__ = ["register", "unlearn", "available_methods", "method_defaults", "get_method",
            "method_search_space", "method_strength", "UnlearnResult", "PROFILE_NAMES", "SPACE_KINDS"]
 
-#: The profile names of :data:`dlfd_lib.pipeline.PROFILES` (kept here so that this module does
-#: not import the pipeline, which sits above it; a test checks the two agree).
-PROFILE_NAMES = ("smoke", "quick", "paper")
 
 # what every method function receives besides its hyperparameters
 _POSITIONAL = ("model", "splits", "hp")
@@ -243,14 +241,13 @@ def get_method(name: str) -> _Method:
     return _METHODS[name]
 
 
-def method_defaults(name: str, profile: str = "quick") -> dict[str, Any]:
-    """The hyperparameters method ``name`` runs with under ``profile``, flat: its dataclass's
-    field defaults (the paper's values) updated by ``PRESETS[profile]`` (``paper``, and a profile
-    the method does not list, use the field defaults alone)."""
+def method_defaults(name: str, profile: str | Profile = "quick") -> dict[str, Any]:
+    """The hyperparameters method ``name`` runs with under ``profile`` (a
+    :class:`~dlfd_lib.profiles.Profile` or its name), flat: its dataclass's field defaults (the
+    paper's values) updated by ``PRESETS[profile.name]`` (``paper``, and a profile the method does
+    not list, use the field defaults alone)."""
     method = get_method(name)
-    if profile not in PROFILE_NAMES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
-    return {**method.hparams, **method.presets.get(profile, {})}
+    return {**method.hparams, **method.presets.get(profile_name(profile), {})}
 
 
 def method_search_space(name: str) -> dict[str, Any]:
@@ -377,7 +374,7 @@ class _FiniteWatch(_OptimizerStepHook):
             self.model.train(was_training)
 
 
-def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
+def unlearn(name: str, model: torch.nn.Module, splits, profile: str | Profile = "quick",
             device: str | torch.device = "auto", seed: int = 0, progress: bool = True,
             inplace: bool = False, callback: Callable | None = None, callback_every: int = 1,
             **hparams) -> UnlearnResult:
@@ -386,7 +383,8 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
     The caller's model is deep-copied first (``inplace=True`` skips the copy), moved to
     ``device`` (``"auto"``: CUDA if available) in channels_last, global RNGs are seeded with
     ``seed``, and the method runs on ``method_view(splits)`` (no test split) with its dataclass
-    built from ``method_defaults(name, profile)`` updated by ``hparams``. Unknown hyperparameter
+    built from ``method_defaults(name, profile)`` (``profile``: a
+    :class:`~dlfd_lib.profiles.Profile` or its name) updated by ``hparams``. Unknown hyperparameter
     names raise ``TypeError`` naming the method and listing the valid ones; values the dataclass
     rejects raise its ``ValueError``.
     ``progress`` shows the method's tqdm bar. ``callback`` / ``callback_every``: see the module
@@ -424,6 +422,6 @@ def unlearn(name: str, model: torch.nn.Module, splits, profile: str = "quick",
     watch.final()
     history, extra = out if isinstance(out, tuple) else (out, {})
     history = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history or []))
-    info = {"method": name, "profile": profile, "seed": seed, "device": str(dev),
+    info = {"method": name, "profile": profile_name(profile), "seed": seed, "device": str(dev),
             "hparams": resolved, "seconds": seconds, **(extra or {})}
     return UnlearnResult(work, history, info)
