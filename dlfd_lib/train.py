@@ -12,7 +12,7 @@ released trainer stepped per batch with a period in epochs, which makes it oscil
 ``quick`` CPU profile uses a one-cycle schedule instead, which reaches a memorising model in far
 fewer epochs; the README says so.
 
-bf16 autocast and channels_last are used on CUDA and on the CPU (this CPU has AMX-bf16).
+bf16 autocast and channels_last are used on CUDA and on the CPU (this CPU has AVX-512 bf16).
 A checkpoint is reused when one with the same configuration exists (``force=True`` retrains).
 """
 from __future__ import annotations

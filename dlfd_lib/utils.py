@@ -29,7 +29,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA and on the CPU (this CPU has AMX-bf16, so it pays there too)."""
+    """bf16 autocast on CUDA and on the CPU (this CPU has AVX-512 bf16, so it pays there too)."""
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
