@@ -282,6 +282,22 @@ def _maybe_fault(ctx, job_id):
 
 # ---------------------------------------------------------------------------------------------
 # runners: Ray tasks, or this process
+def start_local_ray(num_cpus: int, object_store_mb: int = 200, temp_dir: str | None = None, attempts: int = 3):
+    """A new Ray on this machine only (``address="local"``: never a cluster that happens to run
+    here), without the dashboard, with a small object store (jobs pass file names, not data).
+
+    Ray waits a fixed 30 s for its raylet to register; on a machine whose cores are busy with
+    other work that can pass, so the start is tried ``attempts`` times before giving up."""
+    ray = require_ray()
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(address="local", num_cpus=int(num_cpus), include_dashboard=False,
+                            object_store_memory=int(object_store_mb) * 2**20, logging_level="WARNING",
+                            _temp_dir=temp_dir)
+        except Exception as err:  # Ray raises a bare Exception for this timeout
+            if "timed out during startup" not in str(err) or attempt == attempts:
+                raise
+            ray.shutdown()
 class _Failure:
     def __init__(self, text):
         self.text = text
@@ -334,9 +350,7 @@ class RayRunner:
             if address:
                 ray.init(address=address, logging_level="WARNING")
             else:
-                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                         object_store_memory=int(object_store_mb) * 2**20, logging_level="WARNING",
-                         _temp_dir=temp_dir)
+                start_local_ray(num_cpus or os.cpu_count() or 1, object_store_mb, temp_dir)
         res = ray.cluster_resources()
         self.name = (f"Ray at {address}" if address else "a local Ray") + \
             f" ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs)"

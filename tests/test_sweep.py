@@ -58,8 +58,8 @@ def sequential(data_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="the `ray` extra is not installed (pip install -e '.[ray]')")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
-             logging_level="WARNING")
+    from dlfd_lib.sweep import start_local_ray
+    start_local_ray(num_cpus=2, object_store_mb=100)
     yield ray
     ray.shutdown()
 
@@ -166,3 +166,31 @@ def test_a_results_folder_refuses_a_sweep_of_other_settings(tmp_path):
         SweepSpec("smoke", seeds=[0], n_trials=2, tuning_seeds=[0])
     with pytest.raises(KeyError, match="unknown method"):
         SweepSpec("smoke", seeds=[0], methods=["nope"])
+
+
+def test_the_protocols_optuna_tuning_runs_through_the_sweep_with_the_same_trials(ray_local, data_root, tmp_path):
+    """Two trials of one study asked at once and run as parallel Ray jobs: the same trials,
+    scores and chosen setting as the protocol's sequential tuner (both are TPE's seeded start-up
+    trials), written in the protocol's layout; the rows then use the chosen setting."""
+    from dlfd_lib.protocol import ProtocolConfig, run_protocol
+    from dlfd_lib.sweep import run_sweep
+    from dlfd_lib.unlearn import method_defaults
+    spec = _spec(seeds=[0], methods=["neggrad"], n_trials=2, tuning_seeds=[100], n_mia=1, trial_batch=2,
+                 data_root=str(data_root))
+    res = run_sweep(spec, tmp_path / "sweep", profile=_profile(), ckpt_dir=tmp_path / "ckpt", device="cpu", log=None)
+    assert res["failed"] == {} and res["rows"] is not None
+    assert len(list((tmp_path / "sweep" / "store").glob("tune-neggrad-*.json"))) == 2
+    cfg = ProtocolConfig(tuning_seeds=[100], eval_seeds=[0], n_trials=2, n_strengths=0, mia_boot=0, n_mia=1,
+                         methods=["neggrad"], n_boot=100)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # the same reference models (same checkpoints folder), its own store: every trial recomputed
+        run_protocol("smoke", tmp_path / "protocol", cfg, data_root=str(data_root), device="cpu",
+                     ckpt_dir=tmp_path / "ckpt", progress=False, log=None, profile=_profile())
+    finally:
+        torch.set_num_threads(before)
+    ours = json.loads((tmp_path / "sweep" / "tuning" / "neggrad.json").read_text())
+    theirs = json.loads((tmp_path / "protocol" / "tuning" / "neggrad.json").read_text())
+    assert ours["trials"] == theirs["trials"] and ours["params"] == theirs["params"] == res["tuned"]["neggrad"]
+    key = json.loads((tmp_path / "sweep" / "jobs" / "row-seed0-neggrad.json").read_text())["key"]
+    assert key["hparams"] == json.loads(json.dumps({**method_defaults("neggrad", "smoke"), **ours["params"]}))
