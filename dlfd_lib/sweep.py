@@ -157,10 +157,17 @@ def _splits(ctx, seed):
                        seed=seed, **(ctx["data_options"] or {}))
 
 
-def _references(ctx, seed):
-    from .benchmark import reference_models
-    return reference_models(ctx["profile"], seed, ctx["dataset"], ctx["task"], ctx["data_root"], ctx["device"],
-                            ctx["ckpt_dir"], False, ctx["data_options"])
+def _references(ctx, seed, roles=ROLES):
+    """The seed's data and its reference models (of ``roles``), as :func:`reference_models` gives
+    them; the reference jobs have trained them, so they are read from ``ckpt_dir``."""
+    from .train import TrainConfig, train_or_load
+    splits = _splits(ctx, seed)
+    cfg = TrainConfig.from_profile(ctx["profile"])
+    models, metas = {}, {}
+    for role in roles:
+        models[role], metas[role] = train_or_load(role, splits, cfg, seed=seed, device=ctx["device"],
+                                                  ckpt_dir=ctx["ckpt_dir"], progress=False)
+    return splits, models, metas
 
 
 def _evaluate_row(model, splits, ctx, seed, label, seconds) -> dict:
@@ -196,7 +203,7 @@ def _reference_job(ctx, seed, role, job_id, key, evaluate_it, target_n_mia):
 
 def _row_job(ctx, seed, label, method, hparams, job_id, key):
     from .benchmark import unlearned_model
-    splits, models, metas = _references(ctx, seed)
+    splits, models, metas = _references(ctx, seed, roles=("original",))  # the retrained model is not needed
     model, info = unlearned_model(method, models["original"], metas["original"]["path"], splits,
                                   ctx["profile_name"], seed, device=ctx["device"], ckpt_dir=ctx["ckpt_dir"],
                                   hparams=hparams, label=label, progress=False)
@@ -214,9 +221,10 @@ def _tune_job(ctx, seed, method, hparams, store_key, n_mia, job_id):
     val = store.get(store_key, prefix=f"tune-{method}-")
     if val is not None:
         return {"val": val}
-    splits, models, metas = _references(ctx, seed)
-    target = store.get({"stage": "reference_mia_val", "seed": seed,
-                        "retrained": Path(metas["retrained"]["path"]).name, "n_mia": n_mia})
+    from .train import TrainConfig, checkpoint_path
+    splits, models, metas = _references(ctx, seed, roles=("original",))
+    retrained, _ = checkpoint_path(ctx["ckpt_dir"], splits, "retrained", TrainConfig.from_profile(ctx["profile"]), seed)
+    target = store.get({"stage": "reference_mia_val", "seed": seed, "retrained": retrained.name, "n_mia": n_mia})
     if target is None:
         raise RuntimeError(f"the tuning target of seed {seed} is missing from {store.folder}: its retrained "
                            f"reference job did not finish; run the sweep again")
@@ -496,6 +504,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
     context = spec.context(profile)
     _check_context(out, context)
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / "sweep.json").is_file():  # claim the folder for these settings before any job runs
+        save_json({"context": context, "complete": False}, out / "sweep.json")
     if runner is None:
         runner = (RayRunner(address, num_cpus, cpus_per_job, retries, object_store_mb, ray_temp_dir)
                   if use_ray else LocalRunner())
