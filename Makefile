@@ -79,7 +79,7 @@ $(STAMP): pyproject.toml $(LOCK) | $(VPY) $(if $(filter uv,$(INSTALLER)),$(UV),)
 	  echo "$(PIP_INSTALL) $(PIP_LOCK) $(TORCH_SPEC)"; \
 	  $(PIP_INSTALL) $(PIP_LOCK) $(TORCH_SPEC); \
 	fi
-	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev]'
+	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,ray]'
 	$(VPY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python ($(KERNEL_NAME))"
 	@touch $@
 
@@ -110,7 +110,7 @@ lab: $(STAMP)
 # The rendered book: installs the `book` extra (Sphinx + MyST-NB), then renders the executed
 # notebooks of runs/$(PROFILE)/ (written by `make demo`; nothing is re-executed) into book/_build/html.
 book: $(STAMP)
-	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,book]'
+	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,ray,book]'
 	$(VPY) scripts/build_book.py --profile $(PROFILE)
 
 # Opt-in: installs Debian's chromium (as root, if missing) and the `browser` extra, then runs the
@@ -125,7 +125,7 @@ browser-check: $(STAMP)
 	    echo "error: /usr/bin/chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2; exit 1; \
 	  fi; \
 	fi
-	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,browser,book]'
+	$(PIP_INSTALL) $(PIP_LOCK) -e '.[dev,ray,browser,book]'
 	$(VPY) -m pytest -q -m browser --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 clean:

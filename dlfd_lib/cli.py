@@ -5,6 +5,8 @@
     dlfd run -p n_methods=3 --device cpu        # extra notebook parameters (key=value)
     dlfd run --cell-timeout 600                 # stop a cell after 10 minutes (0: never)
     dlfd status [--out DIR]                     # how the last run in a folder went
+    dlfd sweep --profile quick --seeds 0 1 2    # seeds x methods (x --trials) as Ray tasks, resumable
+    dlfd sweep --address HOST:6379 ...          # the same on a running Ray cluster (or RAY_ADDRESS)
     dlfd profiles [--json]                      # the sizes each profile picks
     dlfd --version
 
@@ -44,11 +46,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{{\"split\": \"identity\"}}': {err}")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlfd", description="DLFD study kit: run the notebooks headlessly with papermill.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{run,status,profiles}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,status,sweep,profiles}")
     sub.required = True
 
     run = sub.add_parser("run", help="execute the notebooks in order",
@@ -83,6 +95,58 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--profile", choices=list(PROFILES), default="quick")
     status.add_argument("--out", default=None, metavar="DIR",
                         help="the runs folder (default: runs/<profile>)")
+
+    sweep = sub.add_parser(
+        "sweep", help="seeds x methods (x tuning trials) as Ray tasks, resumable",
+        description="Reference models first (each trained once), then one Ray task per unlearning + "
+                    "evaluation job (one GPU each on CUDA, --cpus-per-job cores otherwise); with --trials, "
+                    "each method's Optuna study first, its trials as tasks. Every finished job is kept in "
+                    "--out: the same command again skips what is done and redoes what was cut off or "
+                    "failed. Writes the rows notebook 03 writes (03_benchmark_rows_<tag>.csv). Needs the "
+                    "`ray` extra (pip install -e '.[ray]'), except with --no-ray.")
+    sweep.add_argument("--profile", choices=list(PROFILES), default="quick",
+                       help="sizes for everything and the methods' defaults (default: quick)")
+    sweep.add_argument("--dataset", default="synthetic", help="synthetic (default), mufac, rafdb or folder")
+    sweep.add_argument("--task", default="age")
+    sweep.add_argument("--data-root", default=None, metavar="DIR",
+                       help="the dataset's folder (real datasets) or the synthetic cache folder")
+    sweep.add_argument("--data-options", type=_json_dict, default={}, metavar="JSON",
+                       help='options for load_splits, e.g. \'{"split": "identity"}\'')
+    sweep.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                       help="evaluation seeds (default: the profile's protocol eval_seeds)")
+    sweep.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                       help="unlearning methods (default: every registered one)")
+    sweep.add_argument("--trials", type=int, default=0, metavar="N",
+                       help="Optuna trials per method on the tuning seeds (default 0: the profile's "
+                            "defaults; the protocol uses the profile's protocol n_trials)")
+    sweep.add_argument("--tuning-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                       help="seeds the tuning runs on, never evaluated (default: the profile's protocol tuning_seeds)")
+    sweep.add_argument("--trial-batch", type=int, default=4, metavar="K",
+                       help="trials of one method asked at once and run in parallel (default 4; the "
+                            "chosen settings depend on it, not on the number of workers; 1: exactly the "
+                            "protocol's sequential trials)")
+    sweep.add_argument("--attacks", action="store_true",
+                       help="also run the four-attack suite in every evaluation (as notebook 03)")
+    sweep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="auto: one GPU per job when the cluster has GPUs, else the CPU")
+    sweep.add_argument("--out", default=None, metavar="DIR",
+                       help="the sweep's folder (default: runs/sweep-<profile>); on a cluster every node must see it")
+    sweep.add_argument("--ckpt-dir", default="checkpoints", metavar="DIR",
+                       help="reference and unlearned models, shared with the notebooks (default: checkpoints)")
+    sweep.add_argument("--address", default=None, metavar="HOST:PORT",
+                       help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray on this machine)")
+    sweep.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                       help="cores of the local Ray (default: all of them)")
+    sweep.add_argument("--cpus-per-job", type=int, default=1, metavar="N",
+                       help="cores (and torch threads) per CPU job (default 1)")
+    sweep.add_argument("--retries", type=int, default=1, metavar="N",
+                       help="times Ray reruns a job whose worker died (default 1); a job that raises is reported")
+    sweep.add_argument("--object-store-mb", type=int, default=200, metavar="MB",
+                       help="object store of the local Ray (default 200: jobs pass file names, not data)")
+    sweep.add_argument("--ray-temp-dir", default=None, metavar="DIR",
+                       help="the local Ray's session folder (default: Ray's, /tmp/ray or $RAY_TMPDIR)")
+    sweep.add_argument("--no-ray", action="store_true",
+                       help="run the jobs one after another in this process (no Ray needed; same files, same numbers)")
 
     prof = sub.add_parser("profiles", help="show the settings of each profile")
     prof.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -133,6 +197,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return _status(args)
 
+    if args.command == "sweep":
+        return _sweep(args)
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.log_output:
         logging.getLogger("papermill").setLevel(logging.WARNING)
@@ -162,6 +229,34 @@ def _main(argv: Sequence[str] | None = None) -> int:
     print(f"dlfd: {len(record['notebooks'])} notebook(s) ran in {total:.0f} s; the executed "
           f"notebooks and provenance.json are in {record['out_dir']}")
     return 0
+
+
+def _sweep(args) -> int:
+    from pathlib import Path
+
+    from .pipeline import get_profile
+    from .sweep import RayMissing, SweepSpec, run_sweep
+
+    profile = get_profile(args.profile)
+    proto = profile.get("protocol", {})
+    try:
+        spec = SweepSpec(profile_name=args.profile, seeds=args.seeds or proto.get("eval_seeds", [0]),
+                         methods=args.methods, dataset=args.dataset, task=args.task, data_root=args.data_root,
+                         data_options=args.data_options, n_trials=args.trials,
+                         tuning_seeds=args.tuning_seeds or proto.get("tuning_seeds", [100]),
+                         n_mia=proto.get("n_mia", 3), trial_batch=args.trial_batch, attacks=args.attacks)
+        out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.profile}"
+        res = run_sweep(spec, out, profile=profile, ckpt_dir=args.ckpt_dir, device=args.device,
+                        use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,
+                        cpus_per_job=args.cpus_per_job, retries=args.retries,
+                        object_store_mb=args.object_store_mb, ray_temp_dir=args.ray_temp_dir)
+    except RayMissing as err:
+        print(f"dlfd: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"dlfd: error: {err}", file=sys.stderr)
+        return 2
+    return 0 if res["rows"] is not None else 1
 
 
 def _status(args) -> int:

@@ -82,7 +82,9 @@ LOCK_OPTION = "--constraint requirements/constraints.txt"
 
 def test_environment_lists_the_same_requirements(pyproject, environment):
     project = pyproject["project"]
-    expected = project["dependencies"] + project["optional-dependencies"]["dev"]
+    # what `make install` installs: the dependencies and the dev and ray extras (the tests run sweeps on Ray)
+    expected = (project["dependencies"] + project["optional-dependencies"]["dev"]
+                + project["optional-dependencies"]["ray"])
     _, pip = environment
     assert pip.count(LOCK_OPTION) == 1, (
         f"environment.yml's pip list should install through the lock: add '- {LOCK_OPTION}'")
@@ -91,7 +93,7 @@ def test_environment_lists_the_same_requirements(pyproject, environment):
     missing = sorted(set(expected) - set(pip))
     extra = sorted(set(pip) - set(expected))
     assert not missing and not extra, (
-        f"environment.yml's pip list differs from pyproject.toml (dependencies + dev): "
+        f"environment.yml's pip list differs from pyproject.toml (dependencies + dev + ray): "
         f"missing {missing}, extra {extra}")
 
 
