@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     from dlfd_lib.benchmark import run_benchmark
     from dlfd_lib.data import load_splits
-    from dlfd_lib.pipeline import get_profile
+    from dlfd_lib.profiles import get_profile
     from dlfd_lib.sweep import SweepSpec, run_sweep, start_local_ray
     from dlfd_lib.unlearn import available_methods
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     results = {}
 
     t0 = time.perf_counter()
-    seq = run_benchmark(profile, args.profile, args.seeds, methods=methods, device="cpu", progress=False,
+    seq = run_benchmark(profile, args.seeds, methods=methods, device="cpu", progress=False,
                         ckpt_dir=work / "ckpt-seq", data_root=str(data_root))
     results["run_benchmark (1 process)"] = {"wall_s": time.perf_counter() - t0, "threads": cores}
 

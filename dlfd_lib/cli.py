@@ -234,7 +234,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 def _sweep(args) -> int:
     from pathlib import Path
 
-    from .pipeline import get_profile
+    from .profiles import get_profile
     from .sweep import RayMissing, SweepSpec, run_sweep
 
     profile = get_profile(args.profile)

@@ -205,7 +205,7 @@ def _row_job(ctx, seed, label, method, hparams, job_id, key):
     from .benchmark import unlearned_model
     splits, models, metas = _references(ctx, seed, roles=("original",))  # the retrained model is not needed
     model, info = unlearned_model(method, models["original"], metas["original"]["path"], splits,
-                                  ctx["profile_name"], seed, device=ctx["device"], ckpt_dir=ctx["ckpt_dir"],
+                                  ctx["profile"], seed, device=ctx["device"], ckpt_dir=ctx["ckpt_dir"],
                                   hparams=hparams, label=label, progress=False)
     _maybe_fault(ctx, job_id)
     result = {"row": _evaluate_row(model, splits, ctx, seed, label, info["seconds"]), "path": info["path"],
@@ -481,8 +481,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
     """Run (or continue) ``spec`` (module docstring). ``use_ray=False`` runs the jobs in this
     process; otherwise ``address`` (or ``$RAY_ADDRESS``) joins a Ray cluster, and without one a
     local Ray starts with ``num_cpus`` (default: every core) and ``object_store_mb`` of object
-    store. ``profile`` (a settings dict like :func:`dlfd_lib.pipeline.get_profile`'s) replaces
-    the named profile's sizes; ``spec.profile_name`` still picks the methods' defaults.
+    store. ``profile`` (a :class:`~dlfd_lib.profiles.Profile`, e.g. an edited copy of
+    ``get_profile(spec.profile_name)``) replaces the named profile's sizes; it must carry
+    ``spec.profile_name``, which picks the methods' defaults.
 
     Returns ``dict(rows, summary, tuned, failed, blocked, ran, skipped, paths, seconds)``:
     ``rows`` (None unless every job finished) are :func:`dlfd_lib.benchmark.run_benchmark`'s rows
@@ -492,14 +493,17 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
     import pandas as pd
 
     from .benchmark import save_benchmark, summarize
-    from .pipeline import get_profile
+    from .profiles import get_profile
     from .stats import add_reference_gaps
     from .unlearn import method_defaults
     from .utils import save_json
 
     log = log or (lambda *a, **k: None)
     t_start = time.perf_counter()
-    profile = get_profile(spec.profile_name) if profile is None else profile
+    profile = get_profile(spec.profile_name if profile is None else profile)
+    if profile.name != spec.profile_name:
+        raise ValueError(f"run_sweep: the profile given is {profile.name!r} but spec.profile_name is "
+                         f"{spec.profile_name!r}; pass get_profile({spec.profile_name!r}) (or an edited copy of it)")
     out = Path(out_dir).resolve()
     context = spec.context(profile)
     _check_context(out, context)

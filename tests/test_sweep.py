@@ -8,7 +8,6 @@ at one thread too (bitwise equality is asked for).
 """
 from __future__ import annotations
 
-import copy
 import io
 import json
 import sys
@@ -24,8 +23,8 @@ METHODS = ["neggrad", "finetune"]
 
 
 def _profile():
-    from dlfd_lib.pipeline import get_profile
-    prof = copy.deepcopy(get_profile("smoke"))
+    from dlfd_lib.profiles import get_profile
+    prof = get_profile("smoke")
     prof["data"].update(n_train_ids=12, imgs_per_id=4, n_val_ids=4, n_test_ids=4)
     prof["train"]["epochs"] = 1
     return prof
@@ -48,7 +47,7 @@ def sequential(data_root, tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        out = run_benchmark(_profile(), "smoke", SEEDS, methods=METHODS, device="cpu", progress=False,
+        out = run_benchmark(_profile(), SEEDS, methods=METHODS, device="cpu", progress=False,
                             ckpt_dir=tmp_path_factory.mktemp("seq-ckpt"), data_root=str(data_root))
     finally:
         torch.set_num_threads(before)
@@ -185,8 +184,8 @@ def test_the_protocols_optuna_tuning_runs_through_the_sweep_with_the_same_trials
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # the same reference models (same checkpoints folder), its own store: every trial recomputed
-        run_protocol("smoke", tmp_path / "protocol", cfg, data_root=str(data_root), device="cpu",
-                     ckpt_dir=tmp_path / "ckpt", progress=False, log=None, profile=_profile())
+        run_protocol(_profile(), tmp_path / "protocol", cfg, data_root=str(data_root), device="cpu",
+                     ckpt_dir=tmp_path / "ckpt", progress=False, log=None)
     finally:
         torch.set_num_threads(before)
     ours = json.loads((tmp_path / "sweep" / "tuning" / "neggrad.json").read_text())
