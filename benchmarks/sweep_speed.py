@@ -2,6 +2,8 @@
 
     python benchmarks/sweep_speed.py --profile smoke                      # every method, seeds 0 1
     python benchmarks/sweep_speed.py --profile quick --methods dlfd neggrad --seeds 0
+    python benchmarks/sweep_speed.py --profile quick --methods dlfd finetune neggrad --seeds 0 100 \
+        --references-from runs/quality_checkpoints    # the unlearning fan-out alone, references reused
 
 Three runs of the same work, each from empty folders (nothing reused; the synthetic data cache
 is warmed first so no run pays for drawing the faces):
@@ -9,6 +11,11 @@ is warmed first so no run pays for drawing the faces):
 * ``run_benchmark`` – the sequential path of notebook 03, one process, torch on every core;
 * ``sweep --no-ray`` – the sweep's jobs one after another in this process (same threads);
 * ``sweep`` on a local Ray with ``--workers`` workers of ``cores // workers`` threads each.
+
+``--references-from DIR`` copies the seeds' reference checkpoints found in ``DIR`` (e.g. a
+protocol run's ``runs/quality_checkpoints``) into each run's empty checkpoint folder first, so
+that on the quick profile the three runs time the unlearning and evaluation jobs alone instead
+of spending most of an hour retraining the same reference models three times.
 
 It prints wall seconds, the speed-up over ``run_benchmark``, Ray's start-up (timed apart: it is
 paid once per sweep) and the job timeline of the Ray run (when the reference phase ended, the
@@ -37,6 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--json", default=None, metavar="FILE")
+    parser.add_argument("--references-from", default=None, metavar="DIR",
+                        help="reuse the seeds' reference checkpoints from DIR in every run (see above)")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -58,6 +67,22 @@ def main(argv=None) -> int:
         load_splits("synthetic", profile=profile, seed=seed, data_root=data_root)
     torch.set_num_threads(cores)
     results = {}
+    copied = []
+    if args.references_from:
+        from dlfd_lib.train import TrainConfig, checkpoint_path
+        cfg = TrainConfig.from_profile(profile)
+        for seed in args.seeds:
+            splits = load_splits("synthetic", profile=profile, seed=seed, data_root=data_root)
+            for role in ("original", "retrained"):
+                name = Path(checkpoint_path(work, splits, role, cfg, seed)[0]).name
+                src = Path(args.references_from) / name
+                if not src.is_file():
+                    raise SystemExit(f"--references-from: {src} does not exist (seed {seed}, {role}); train it "
+                                     "first (e.g. the protocol or notebook 01 with this profile) or drop the option")
+                for run in ("ckpt-seq", "ckpt-local", "ckpt-ray"):
+                    (work / run).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, work / run / name)
+                copied.append(name)
 
     t0 = time.perf_counter()
     seq = run_benchmark(profile, args.seeds, methods=methods, device="cpu", progress=False,
@@ -104,7 +129,8 @@ def main(argv=None) -> int:
     longest = jobs.sort_values("seconds", ascending=False).head(3)
 
     print(f"profile {args.profile}, seeds {args.seeds}, {len(methods)} methods, {cores} cores "
-          f"(load average at the end {os.getloadavg()[0]:.1f})")
+          f"(load average at the end {os.getloadavg()[0]:.1f})"
+          + (f"; reference models reused from {args.references_from} ({len(copied)} files)" if copied else ""))
     table = pd.DataFrame(results).T
     print(table.round(2).to_string())
     print(f"rows equal to run_benchmark's: --no-ray {same_local}, Ray {same_ray} (Ray jobs run at {threads} "
