@@ -53,7 +53,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                      "n_front_seeds": None, "mia_boot": 5, "n_mia": 1, "n_boot": 2000},
     },
     "quick": {
-        "description": "the CPU demo: the whole pipeline in well under 20 minutes on 2 cores",
+        "description": "the CPU demo: the whole pipeline on 2 CPU cores (01-04 took 33 min in make demo here, README)",
         # 270 training people so that the forget set (15 %) holds 40 people, 9 photos each;
         # milder pose/lighting nuisance and person offset than the generator's defaults (which
         # were calibrated for 60-100 epochs) so that a 35-epoch CPU run memorises its training
