@@ -41,7 +41,7 @@ import math
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -128,7 +128,8 @@ class SweepSpec:
     def context(self, profile) -> dict:
         """What every result of the sweep depends on besides the seed and method: a results
         folder holds one context (its seeds and methods may grow)."""
-        return _jsonable({"profile_name": self.profile_name, "profile": _profile_dict(profile),
+        from .profiles import get_profile
+        return _jsonable({"profile_name": self.profile_name, "profile": get_profile(profile).as_dict(),
                           "dataset": self.dataset, "task": self.task, "data_root": self.data_root,
                           "data_options": self.data_options, "n_trials": self.n_trials,
                           "tuning_seeds": self.tuning_seeds if self.n_trials else [],
@@ -765,18 +766,6 @@ def _check_context(out: Path, context: dict):
     diff = sorted(k for k in set(old) | set(context) if old.get(k) != context.get(k))
     raise ValueError(f"{out} holds a sweep with other settings ({', '.join(diff)} differ): give another "
                      f"--out, or delete {path} to let this sweep reuse what matches")
-
-
-def _profile_dict(profile):
-    if isinstance(profile, dict):
-        return profile
-    for attr in ("to_dict", "as_dict"):
-        if hasattr(profile, attr):
-            return getattr(profile, attr)()
-    try:
-        return asdict(profile)
-    except TypeError:
-        return repr(profile)
 
 
 def _jsonable(obj):
