@@ -27,12 +27,15 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .benchmark import reference_models
+from .benchmark import REFERENCES, train_references
+from .data import load_splits
+from .train import TrainConfig, checkpoint_path
 from .fronts import describe_fronts, mark_fronts
 from .metrics import evaluate
 from .profiles import Profile, get_profile
@@ -154,6 +157,52 @@ def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool
     return res
 
 
+class _LazyReferences(Mapping):
+    """One seed's data and its two reference models, trained (or loaded from ``ckpt_dir``) only
+    when a result that needs them is missing from the protocol's store.
+
+    The store keys name the checkpoints (``names``), which follow from the data, the recipe and
+    the seed alone (:func:`dlfd_lib.train.checkpoint_path`), so a run whose store already holds
+    every result of a seed – copied from another machine, say, without the checkpoints – neither
+    trains nor loads that seed's models. Indexing by role (``refs["original"]``) gives the model;
+    ``metas[role]`` its checkpoint meta (both train or load on first use).
+    """
+
+    def __init__(self, profile: Profile, seed: int, where: dict):
+        self.profile, self.seed, self.where = profile, seed, where
+        self.splits = load_splits(where["dataset"], task=where["task"], data_root=where["data_root"],
+                                  profile=profile, seed=seed, **(where["data_options"] or {}))
+        cfg = TrainConfig.from_profile(profile)
+        self.names = {role: checkpoint_path(where["ckpt_dir"], self.splits, role, cfg, seed)[0].name
+                      for role in REFERENCES}
+        self._models: dict | None = None
+        self._metas: dict | None = None
+
+    def _load(self):
+        if self._models is None:
+            self._models, self._metas = train_references(self.splits, self.profile, self.seed,
+                                                         self.where["device"], self.where["ckpt_dir"],
+                                                         self.where["progress"])
+            got = {role: Path(m["path"]).name for role, m in self._metas.items()}
+            if got != self.names:  # the store's keys would no longer name these models
+                raise RuntimeError(f"reference checkpoints {got} differ from the expected {self.names}")
+        return self._models
+
+    def __getitem__(self, role):
+        return self._load()[role]
+
+    def __iter__(self):
+        return iter(REFERENCES)
+
+    def __len__(self):
+        return len(REFERENCES)
+
+    @property
+    def metas(self) -> dict:
+        self._load()
+        return self._metas
+
+
 def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolConfig | None = None,
                  dataset: str = "synthetic", task: str = "age", data_root=None,
                  data_options: dict | None = None, device="auto",
@@ -183,15 +232,15 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                  progress=progress, data_options=data_options)
 
     def refs(seed):
-        splits, models, metas = reference_models(profile, seed, **where)
-        return splits, models, {r: Path(m["path"]).name for r, m in metas.items()}, metas
+        r = _LazyReferences(profile, seed, where)
+        return r.splits, r, r.names
 
     # ---- 1. tune ------------------------------------------------------------------------------
     tuned: dict[str, dict] = {}
     tuning_refs = {}
     if cfg.n_trials > 0:
         for seed in cfg.tuning_seeds:
-            splits, models, names, _ = refs(seed)
+            splits, models, names = refs(seed)
             key = {"stage": "reference_mia_val", "seed": seed, "retrained": names["retrained"],
                    "n_mia": cfg.n_mia}
             target = store.get(key)
@@ -236,14 +285,14 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     # ---- 2 + 3. evaluation seeds: tuned settings and the strength sweeps ---------------------------
     rows, sweep_rows = [], []
     for seed in cfg.eval_seeds:
-        splits, models, names, metas = refs(seed)
+        splits, models, names = refs(seed)
         for role in ("original", "retrained"):
             key = {"stage": "eval", "model": role, "seed": seed, "checkpoint": names[role],
                    "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
             row = store.get(key, prefix=f"eval-{role}-")
             if row is None:
                 row = store.put(key, {**_evaluate_row(models[role], splits, seed, device, cfg.mia_boot, cfg.attacks),
-                                      "seconds": metas[role].get("train_seconds", float("nan"))},
+                                      "seconds": models.metas[role].get("train_seconds", float("nan"))},
                                 prefix=f"eval-{role}-")
             rows.append({"seed": seed, "model": role, **row})
         for method in methods:

@@ -245,6 +245,16 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     pd.testing.assert_frame_equal(again["rows"], rows)
     assert again["tuned"] == r["tuned"]
 
+    # the store alone is enough: without the checkpoints (a store copied to another machine)
+    # nothing is trained, loaded or recomputed either
+    import shutil
+    shutil.rmtree(tmp_path / "ckpt")
+    monkeypatch.setattr(proto, "train_references", lambda *a, **k: pytest.fail("needed the reference models"))
+    third = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
+    assert not calls and not (tmp_path / "ckpt").exists()
+    pd.testing.assert_frame_equal(third["rows"], rows)
+    assert third["tuned"] == r["tuned"]
+
     # the README's tables are written from these files, and carry the run's own numbers
     import importlib.util
     spec = importlib.util.spec_from_file_location("protocol_report", ROOT / "benchmarks" / "protocol_report.py")
