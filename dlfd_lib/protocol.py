@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from .profiles import Profile, get_profile
 from .stats import add_reference_gaps, mia_sampling_sd, paired_table
 from .tuning import JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
 from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
-from .utils import save_json, to_jsonable
+from .utils import save_json
 
 __all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values", "SUMMARY_METRICS"]
 
