@@ -7,12 +7,14 @@ strength for the trade-off fronts, and paired against DLFD per seed with bootstr
 Everything finished is kept under ``--out-dir`` (and reference models under ``--ckpt-dir``), so
 a cut-off run continues where it stopped: rerun the same command.
 
-    python benchmarks/unlearning_quality.py --profile quick                 # the README's verdict
+    python benchmarks/unlearning_quality.py --profile quick --attacks --collapse   # the README's verdict
     python benchmarks/unlearning_quality.py --profile paper --device cuda   # the same on a GPU
     python benchmarks/unlearning_quality.py --profile quick --methods dlfd neggrad --trials 4
     python benchmarks/unlearning_quality.py --profile quick --ablations     # notebook 05's variants
     python benchmarks/unlearning_quality.py --profile quick --legacy --attacks --collapse --ulira-k 4
 
+* ``--attacks`` / ``--collapse`` (protocol): also the four-attack membership suite and the
+  correlation-collapse measures of the references and every tuned method, on every evaluation seed.
 * ``--ablations``: notebook 05's DLFD variants on the evaluation seeds, built on DLFD's tuned
   setting (from ``--out-dir``/tuning when the protocol has run), paired against *DLFD (paper)*.
 * ``--legacy``: the earlier per-seed benchmark (``dlfd_lib.benchmark.run_benchmark``) at the
@@ -52,7 +54,8 @@ def _protocol(args):
 
     cfg = ProtocolConfig.from_profile(get_profile(args.profile), methods=args.methods, n_trials=args.trials,
                                       eval_seeds=args.seeds, tuning_seeds=args.tuning_seeds,
-                                      n_strengths=args.strengths, attacks=args.attacks or None)
+                                      n_strengths=args.strengths, attacks=args.attacks or None,
+                                      collapse=args.collapse or None)
     print(f"protocol on {args.profile}: tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}, "
           f"{cfg.n_trials} trials per method, {cfg.n_strengths} strengths per front -> {args.out_dir}")
     r = run_protocol(args.profile, args.out_dir, cfg, task=args.task, device=args.device,
@@ -68,6 +71,13 @@ def _protocol(args):
     print("\ntrade-off fronts (test accuracy vs |MIA - MIA retrained|, mean over evaluation seeds)")
     print(r["points"].round(4).to_string(index=False))
     print("\n" + "\n".join(r["fronts_text"]))
+    if cfg.collapse:
+        c = r["collapse"]
+        ccols = [k for k in ("probe_acc", "probe_forget_acc", "silhouette", "identity_knn_acc",
+                             "cka_to_original_test") if k in c]
+        print(f"\ncorrelation collapse, mean (sd) over evaluation seeds")
+        print(format_mean_sd(summarize(c, columns=ccols), columns=ccols).to_string())
+        print(r["collapse_paired"].round(4).to_string(index=False))
     print(f"\nchosen settings: {r['tuned']}")
     print(f"wall time {r['seconds']:.0f} s; files in {args.out_dir}")
 
@@ -80,7 +90,8 @@ def main(argv=None):
     ap.add_argument("--ablations", action="store_true", help="run DLFD's ablation variants instead")
     ap.add_argument("--legacy", action="store_true", help="the per-seed benchmark (for --attacks/--collapse/--ulira-k)")
     ap.add_argument("--attacks", action="store_true", help="the four-attack membership suite")
-    ap.add_argument("--collapse", action="store_true", help="correlation-collapse measures of every model (--legacy)")
+    ap.add_argument("--collapse", action="store_true",
+                    help="correlation-collapse measures of the references and every tuned method")
     ap.add_argument("--ulira-k", type=int, default=0, help="per-example test with K reference models (--legacy)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="evaluation seeds (default: the profile's)")
     ap.add_argument("--tuning-seeds", type=int, nargs="+", default=None, help="default: the profile's")
@@ -93,8 +104,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args.out_dir = args.out_dir or f"runs/protocol-{args.profile}"
     if not (args.ablations or args.legacy):
-        if args.collapse or args.ulira_k:
-            ap.error("--collapse and --ulira-k need --legacy")
+        if args.ulira_k:
+            ap.error("--ulira-k needs --legacy")
         return _protocol(args)
 
     from dlfd_lib.protocol import ProtocolConfig

@@ -14,11 +14,15 @@ baselines?" the way a reviewer would accept:
    evaluation seeds; test accuracy against |MIA − MIA retrained|, Pareto front per method.
 4. **Paired statistics** (:mod:`dlfd_lib.stats`): per-seed differences of every method to DLFD
    with bootstrap 95 % intervals and a verdict (better / worse / cannot tell).
+5. **Collapse** (optional, ``ProtocolConfig.collapse``): the correlation-collapse measures of
+   the reference models and of every method at its tuned setting, paired against DLFD too.
 
 Everything finished is kept under ``out_dir`` (reference models in ``ckpt_dir``; Optuna
 journals and chosen settings in ``out_dir/tuning``; every tuning evaluation and every test
 evaluation as one JSON file in ``out_dir/store``), so a run that is cut off continues where it
-stopped and a second call with the same settings recomputes nothing. The sizes (seeds, trials,
+stopped and a second call with the same settings recomputes nothing. The reference models are
+trained or loaded only when a result that needs them is missing, so the store alone (without
+the checkpoints, e.g. copied from another machine) continues a run too. The sizes (seeds, trials,
 strengths) come from the profile's ``protocol`` entry (:data:`dlfd_lib.profiles.PROFILES`), so
 the same command runs ``smoke`` in seconds, ``quick`` on a CPU and ``paper`` on a GPU.
 """
@@ -26,8 +30,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,12 +41,13 @@ from .benchmark import REFERENCES, train_references
 from .data import load_splits
 from .train import TrainConfig, checkpoint_path
 from .fronts import describe_fronts, mark_fronts
+from .inference import extract_all
 from .metrics import evaluate
 from .profiles import Profile, get_profile
 from .stats import add_reference_gaps, mia_sampling_sd, paired_table
 from .tuning import JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
 from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
-from .utils import save_json
+from .utils import resolve_device, save_json
 
 __all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values", "SUMMARY_METRICS"]
 
@@ -67,7 +72,10 @@ class ProtocolConfig:
     declared defaults. ``fixed``: ``{method: {hyperparameter: value}}`` applied on top of every
     setting of that method, in tuning and evaluation alike (e.g. a batch cap for a tiny run).
     ``n_front_seeds``: sweep the strengths on the first this many evaluation seeds only (None:
-    all); the tuned setting is evaluated on every evaluation seed regardless.
+    all); the tuned setting is evaluated on every evaluation seed regardless. ``collapse``: also
+    measure correlation collapse (:func:`dlfd_lib.collapse.collapse_measures`: retain-fitted
+    probe, separability, identity k-NN, CKA to the original) of the reference models and of every
+    method at its tuned setting on every evaluation seed, while those models are in memory.
     """
 
     tuning_seeds: list[int] = field(default_factory=lambda: [100, 101])
@@ -84,6 +92,7 @@ class ProtocolConfig:
     tuned_from: str | None = None
     fixed: dict[str, dict] = field(default_factory=dict)
     n_front_seeds: int | None = None
+    collapse: bool = False
 
     def __post_init__(self):
         overlap = sorted(set(self.tuning_seeds) & set(self.eval_seeds))
@@ -149,6 +158,19 @@ def protocol_plan(config: ProtocolConfig) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
+#: the collapse measures paired against the baseline (higher = the features still carry the task)
+COLLAPSE_PAIRED = ("probe_acc", "silhouette")
+
+
+def _collapse_row(features: dict, ref_features, splits, seed: int) -> dict:
+    """The correlation-collapse measures of one model's features (``extract_all``), against the
+    seed's retrained and original models' features (``ref_features(role)``)."""
+    from .collapse import collapse_measures
+    r = collapse_measures(None, splits, reference=ref_features("retrained"), original=ref_features("original"),
+                          features=features, seed=seed)
+    return {k: v for k, v in r.items() if k != "notes"}
+
+
 def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool) -> dict:
     res = evaluate(model, splits, device=device, seed=seed, return_losses=True, attacks=attacks)
     losses = res.pop("losses")
@@ -210,13 +232,17 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                  log=print) -> dict[str, Any]:
     """Run (or continue) the whole protocol (module docstring) and write its results.
 
-    Returns ``dict(config, tuned, rows, summary, paired, points, fronts_text, paths)``:
+    Returns ``dict(config, tuned, rows, summary, paired, points, fronts_text, collapse,
+    collapse_paired, paths)``:
     ``rows`` one row per evaluation seed and model (references and methods at their tuned
     settings), ``summary`` mean / sd over seeds, ``paired`` :func:`dlfd_lib.stats.paired_table`
     against ``config.baseline``, ``points`` the front points (mean over evaluation seeds per
-    method and strength, with ``on_front``), ``fronts_text`` :func:`dlfd_lib.fronts.describe_fronts`.
+    method and strength, with ``on_front``), ``fronts_text`` :func:`dlfd_lib.fronts.describe_fronts`,
+    ``collapse`` one row per evaluation seed and model of collapse measures and ``collapse_paired``
+    their paired table (:data:`COLLAPSE_PAIRED`; both empty unless ``config.collapse``).
     Files in ``out_dir``: ``tuning/<method>.json`` (+ journals), ``rows.csv``, ``front_points.csv``,
-    ``paired.csv``, ``summary.csv`` and ``protocol.json`` (all of it). ``profile``: a
+    ``paired.csv``, ``summary.csv``, ``collapse.csv`` and ``collapse_paired.csv`` (with
+    ``config.collapse``) and ``protocol.json`` (all of it). ``profile``: a
     :class:`~dlfd_lib.profiles.Profile` or its name; its ``data`` and ``train`` sections size the
     reference models, its ``protocol`` section the default ``config``, and its name picks the
     methods' defaults (an edited copy of a profile keeps its name).
@@ -283,9 +309,16 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
             f"({time.perf_counter() - t0:.0f} s)")
 
     # ---- 2 + 3. evaluation seeds: tuned settings and the strength sweeps ---------------------------
-    rows, sweep_rows = [], []
+    rows, sweep_rows, collapse_rows = [], [], []
     for seed in cfg.eval_seeds:
         splits, models, names = refs(seed)
+        ref_feats: dict = {}
+
+        def ref_features(role, models=models, splits=splits, ref_feats=ref_feats):
+            if role not in ref_feats:
+                ref_feats[role] = extract_all(models[role], splits, device=resolve_device(device))
+            return ref_feats[role]
+
         for role in ("original", "retrained"):
             key = {"stage": "eval", "model": role, "seed": seed, "checkpoint": names[role],
                    "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
@@ -295,6 +328,13 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                                       "seconds": models.metas[role].get("train_seconds", float("nan"))},
                                 prefix=f"eval-{role}-")
             rows.append({"seed": seed, "model": role, **row})
+            if cfg.collapse:
+                ckey = {"stage": "collapse", "model": role, "seed": seed, "checkpoint": names[role]}
+                crow = store.get(ckey, prefix=f"collapse-{role}-")
+                if crow is None:
+                    crow = store.put(ckey, _collapse_row(ref_features(role), ref_features, splits, seed),
+                                     prefix=f"collapse-{role}-")
+                collapse_rows.append({"seed": seed, "model": role, **crow})
         for method in methods:
             settings = [("tuned", None, tuned[method])]
             knob = method_strength(method)
@@ -308,12 +348,23 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                 key = {"stage": "eval", "method": method, "seed": seed, "hparams": resolved,
                        "original": names["original"], "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
                 row = store.get(key, prefix=f"eval-{method}-")
-                if row is None:
+                measure = cfg.collapse and kind == "tuned"
+                ckey = {"stage": "collapse", "method": method, "seed": seed, "hparams": resolved,
+                        "original": names["original"]}
+                crow = store.get(ckey, prefix=f"collapse-{method}-") if measure else None
+                if row is None or (measure and crow is None):
                     res = unlearn(method, models["original"], splits, profile=profile, device=device,
                                   seed=seed, progress=False, **hp)
-                    row = _evaluate_row(res.model, splits, seed, device, cfg.mia_boot, cfg.attacks)
-                    row["seconds"] = res.info["seconds"]
-                    store.put(key, row, prefix=f"eval-{method}-")
+                    if row is None:
+                        row = _evaluate_row(res.model, splits, seed, device, cfg.mia_boot, cfg.attacks)
+                        row["seconds"] = res.info["seconds"]
+                        store.put(key, row, prefix=f"eval-{method}-")
+                    if measure and crow is None:
+                        feats = extract_all(res.model, splits, device=resolve_device(device))
+                        crow = store.put(ckey, _collapse_row(feats, ref_features, splits, seed),
+                                         prefix=f"collapse-{method}-")
+                if measure:
+                    collapse_rows.append({"seed": seed, "model": method, **crow})
                 entry = {"seed": seed, "model": method, **row}
                 if kind == "tuned":
                     rows.append(entry)
@@ -341,6 +392,10 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     noise = float(rows_df[rows_df["model"].isin(methods)].groupby("model")["test_acc"].std(ddof=1).median()) \
         if len(cfg.eval_seeds) > 1 else None
     fronts_text = describe_fronts(points, noise=noise)
+    collapse_df = pd.DataFrame(collapse_rows)
+    collapse_paired = (paired_table(collapse_df[collapse_df["model"] != "original"], baseline=cfg.baseline,
+                                    metrics=COLLAPSE_PAIRED, n_boot=cfg.n_boot, seed=0)
+                       if cfg.collapse and cfg.baseline in methods else pd.DataFrame())
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"rows": out / "rows.csv", "points": out / "front_points.csv", "paired": out / "paired.csv",
@@ -349,11 +404,17 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     points.to_csv(paths["points"], index=False)
     paired.to_csv(paths["paired"], index=False)
     summary.to_csv(paths["summary"])
+    if cfg.collapse:
+        paths.update(collapse=out / "collapse.csv", collapse_paired=out / "collapse_paired.csv")
+        collapse_df.to_csv(paths["collapse"], index=False)
+        collapse_paired.to_csv(paths["collapse_paired"], index=False)
     save_json({"profile": profile.name, "dataset": dataset, "task": task, "config": asdict(cfg),
                "objective": OBJECTIVE, "tuned": tuned, "rows": rows_df.to_dict("records"),
                "summary": summary.reset_index().to_dict("records"), "paired": paired.to_dict("records"),
                "points": points.to_dict("records"), "fronts_text": fronts_text,
+               "collapse": collapse_df.to_dict("records"), "collapse_paired": collapse_paired.to_dict("records"),
                "seconds": time.perf_counter() - t_start}, paths["json"])
     return {"config": cfg, "tuned": tuned, "rows": rows_df, "summary": summary, "paired": paired,
             "points": points, "fronts_text": fronts_text, "paths": paths,
+            "collapse": collapse_df, "collapse_paired": collapse_paired,
             "seconds": time.perf_counter() - t_start}

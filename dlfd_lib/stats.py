@@ -36,7 +36,9 @@ __all__ = ["AVG_GAP_METRICS", "PAIRED_METRICS", "HIGHER_IS_BETTER", "avg_gap", "
 AVG_GAP_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 #: The metrics :func:`paired_table` compares, and whether higher is better for each.
 HIGHER_IS_BETTER = {"test_acc": True, "nomus": True, "avg_gap": False, "abs_mia_gap": False,
-                    "retain_acc": True, "fs": False, "seconds": False}
+                    "retain_acc": True, "fs": False, "seconds": False,
+                    # correlation collapse (dlfd_lib.collapse): higher = features still carry the task
+                    "probe_acc": True, "silhouette": True}
 PAIRED_METRICS = ("test_acc", "abs_mia_gap", "avg_gap", "nomus")
 
 

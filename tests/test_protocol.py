@@ -218,7 +218,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     monkeypatch.setenv("DLFD_CACHE", str(tmp_path / "cache"))
     cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=1, mia_boot=2,
                          n_mia=1, n_boot=500, methods=["dlfd", "neggrad"],
-                         fixed={"dlfd": {"max_steps": 2}, "neggrad": {"max_steps": 2}})
+                         fixed={"dlfd": {"max_steps": 2}, "neggrad": {"max_steps": 2}}, collapse=True)
     kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None)
     r = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
     rows = r["rows"]
@@ -233,6 +233,16 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     pts = r["points"]
     assert set(pts["model"]) == {"dlfd", "neggrad"} and pts["on_front"].any()
     assert (pts.groupby("model").size() >= 2).all() and r["fronts_text"]
+    # collapse measures: every reference and every method at its tuned setting, on every seed
+    col = r["collapse"]
+    assert sorted(map(tuple, col[["seed", "model"]].to_numpy().tolist())) == sorted(
+        (s, m) for s in (0, 1) for m in ("original", "retrained", "dlfd", "neggrad"))
+    orig = col[col["model"] == "original"]
+    assert np.allclose(orig["cka_to_original_test"], 1.0, atol=1e-6)  # CKA of a model to itself
+    assert (col[col["model"] != "original"]["cka_to_original_test"] < 1 - 1e-6).all()
+    assert set(r["collapse_paired"]["metric"]) == {"probe_acc", "silhouette"}
+    assert set(r["collapse_paired"]["model"]) == {"retrained", "neggrad"}
+    assert (tmp_path / "out" / "collapse.csv").exists()
     n_files = len(list((tmp_path / "out" / "store").glob("*.json")))
 
     # a second invocation: no unlearning, no training, no trial is run again
@@ -243,6 +253,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     again = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
     assert not calls and len(list((tmp_path / "out" / "store").glob("*.json"))) == n_files
     pd.testing.assert_frame_equal(again["rows"], rows)
+    pd.testing.assert_frame_equal(again["collapse"], col)
     assert again["tuned"] == r["tuned"]
 
     # the store alone is enough: without the checkpoints (a store copied to another machine)
