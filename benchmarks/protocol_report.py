@@ -4,7 +4,7 @@
 script reads it and prints, as Markdown: the chosen setting of every method with its best
 validation score, every model's mean (sd) over the evaluation seeds, the paired differences to
 DLFD with their bootstrap intervals and verdicts, the four membership attacks (when the run had
-``--attacks``) and the trade-off front points with the sentences of
+``--attacks``), the correlation-collapse measures (when it had ``--collapse``) and the trade-off front points with the sentences of
 :func:`dlfd_lib.fronts.describe_fronts`. ``--figure`` also draws the fronts
 (:func:`dlfd_lib.plots.plot_fronts`). Nothing is recomputed: every number is the run's.
 
@@ -33,6 +33,9 @@ SUMMARY = [("retain_acc", "retain acc"), ("forget_acc", "forget acc"), ("test_ac
 PAIRED = [("test_acc", "test acc"), ("abs_mia_gap", "abs(MIA gap)"), ("avg_gap", "Avg. Gap"),
           ("nomus", "NoMUS")]
 ATTACKS = ("loss", "confidence", "entropy", "mentr")
+COLLAPSE = [("probe_acc", "probe acc (test)"), ("probe_forget_acc", "probe acc (forget)"),
+            ("silhouette", "silhouette"), ("identity_knn_acc", "identity 1-NN (forget)"),
+            ("cka_to_original_test", "CKA to original (test)")]
 
 
 def label(model: str) -> str:
@@ -119,6 +122,20 @@ def attack_markdown(rows: pd.DataFrame) -> str | None:
     return "\n".join(lines)
 
 
+def collapse_markdown(collapse: pd.DataFrame) -> str | None:
+    """Mean (sd) over the evaluation seeds of the correlation-collapse measures (``--collapse``)."""
+    cols = [(c, h) for c, h in COLLAPSE if c in collapse]
+    if collapse.empty or not cols:
+        return None
+    g = collapse.groupby("model", sort=False)
+    mean, sd = g.mean(numeric_only=True), g.std(ddof=1, numeric_only=True)
+    order = ["original", "retrained"] + [m for m in mean.index if m not in ("original", "retrained")]
+    lines = ["| model | " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for m in order:
+        lines.append(f"| {label(m)} | " + " | ".join(_ms(mean.loc[m, c], sd.loc[m, c]) for c, _ in cols) + " |")
+    return "\n".join(lines)
+
+
 def points_markdown(points: pd.DataFrame) -> str:
     lines = ["| method | setting | strength | test acc | abs(MIA gap) | Avg. Gap | seeds | on its front |",
              "|---|---|---|---|---|---|---|---|"]
@@ -159,6 +176,17 @@ def main(argv=None):
     attacks = attack_markdown(rows)
     if attacks:
         print("## four attacks, mean over the evaluation seeds\n\n" + attacks + "\n")
+    collapse = collapse_markdown(pd.DataFrame(run.get("collapse", [])))
+    if collapse:
+        print("## correlation collapse, mean (sd) over the evaluation seeds\n\n" + collapse + "\n")
+        cp = pd.DataFrame(run.get("collapse_paired", []))
+        if not cp.empty:
+            lines = ["| model − DLFD | " + " | ".join(m for m in dict.fromkeys(cp["metric"])) + " |",
+                     "|" + "---|" * (cp["metric"].nunique() + 1)]
+            for model, grp in cp.groupby("model", sort=False):
+                cells = [f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] {r['verdict']}" for _, r in grp.iterrows()]
+                lines.append(f"| {label(model)} | " + " | ".join(cells) + " |")
+            print("## collapse paired against DLFD\n\n" + "\n".join(lines) + "\n")
     print("## front points (mean over the seeds each was run on)\n\n" + points_markdown(points) + "\n")
     print("\n".join(f"- {s}" for s in run["fronts_text"]))
     if args.figure:

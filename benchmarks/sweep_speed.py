@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             splits = load_splits("synthetic", profile=profile, seed=seed, data_root=data_root)
             for role in ("original", "retrained"):
-                name = Path(checkpoint_path(work, splits, role, cfg, seed)[0]).name
+                name = Path(checkpoint_path(work, splits, role, cfg, seed, "cpu")[0]).name
                 src = Path(args.references_from) / name
                 if not src.is_file():
                     raise SystemExit(f"--references-from: {src} does not exist (seed {seed}, {role}); train it "

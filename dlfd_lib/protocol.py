@@ -195,7 +195,7 @@ class _LazyReferences(Mapping):
         self.splits = load_splits(where["dataset"], task=where["task"], data_root=where["data_root"],
                                   profile=profile, seed=seed, **(where["data_options"] or {}))
         cfg = TrainConfig.from_profile(profile)
-        self.names = {role: checkpoint_path(where["ckpt_dir"], self.splits, role, cfg, seed)[0].name
+        self.names = {role: checkpoint_path(where["ckpt_dir"], self.splits, role, cfg, seed, where["device"])[0].name
                       for role in REFERENCES}
         self._models: dict | None = None
         self._metas: dict | None = None

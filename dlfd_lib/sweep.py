@@ -224,7 +224,8 @@ def _tune_job(ctx, seed, method, hparams, store_key, n_mia, job_id):
         return {"val": val}
     from .train import TrainConfig, checkpoint_path
     splits, models, metas = _references(ctx, seed, roles=("original",))
-    retrained, _ = checkpoint_path(ctx["ckpt_dir"], splits, "retrained", TrainConfig.from_profile(ctx["profile"]), seed)
+    retrained, _ = checkpoint_path(ctx["ckpt_dir"], splits, "retrained", TrainConfig.from_profile(ctx["profile"]), seed,
+                                   ctx["device"])
     target = store.get({"stage": "reference_mia_val", "seed": seed, "retrained": retrained.name, "n_mia": n_mia})
     if target is None:
         raise RuntimeError(f"the tuning target of seed {seed} is missing from {store.folder}: its retrained "

@@ -12,7 +12,10 @@ released trainer stepped per batch with a period in epochs, which makes it oscil
 ``quick`` CPU profile uses a one-cycle schedule instead, which reaches a memorising model in far
 fewer epochs; the README says so.
 
-bf16 autocast and channels_last are used on CUDA and on the CPU (this CPU has AVX-512 bf16).
+bf16 autocast and channels_last are used on CUDA, and bf16 on the CPU only where it has native
+bf16 kernels (AVX-512 and newer; :func:`dlfd_lib.utils.cpu_bf16_supported`): on an AVX2-only CPU
+emulated bf16 is ~10x slower than float32, so training runs in float32 there. The checkpoint's
+meta records the precision used (``precision``).
 A checkpoint is reused when one with the same configuration exists (``force=True`` retrains).
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tqdm.auto import tqdm
 from .data.splits import UnlearningSplits, content_digest
 from .model import CheckpointError, FaceClassifier, build_model, load_checkpoint, save_checkpoint
 from .optim import SGD_DEFAULTS
-from .utils import to_jsonable, autocast, check_finite, resolve_device, seed_everything, to_device
+from .utils import to_jsonable, amp_enabled, autocast, check_finite, resolve_device, seed_everything, to_device
 
 ROLES = {"original": "train", "retrained": "retain"}
 
@@ -206,9 +209,15 @@ def splits_fingerprint(splits: UnlearningSplits) -> dict[str, Any]:
 
 
 def checkpoint_path(ckpt_dir: str | Path, splits: UnlearningSplits, role: str, cfg: TrainConfig,
-                    seed: int) -> tuple[Path, dict[str, Any]]:
-    """Checkpoint file for a (dataset, role, recipe, seed) and the config that keys it."""
-    config = to_jsonable({"role": role, "data": splits_fingerprint(splits), "train": asdict(cfg), "seed": seed})
+                    seed: int, device: str | torch.device = "auto") -> tuple[Path, dict[str, Any]]:
+    """Checkpoint file for a (dataset, role, recipe, seed, precision) and the config that keys it.
+
+    The precision (bf16 or float32, :func:`dlfd_lib.utils.amp_enabled` on ``device``) is part of
+    the key: the same recipe trained in bf16 and in float32 gives different models, so a machine
+    without native CPU bf16 never takes (or is given results keyed by) one trained with it."""
+    precision = "bf16" if amp_enabled(resolve_device(device), cfg.amp) else "float32"
+    config = to_jsonable({"role": role, "data": splits_fingerprint(splits), "train": asdict(cfg), "seed": seed,
+                          "precision": precision})
     key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     name = f"{splits.name}-{splits.task}-{role}-seed{seed}-{key}.pt"
     return Path(ckpt_dir) / name, config
@@ -226,7 +235,7 @@ def train_or_load(role: str, splits: UnlearningSplits, cfg: TrainConfig, seed: i
     if role not in ROLES:
         raise ValueError(f"role={role!r}: choose one of {list(ROLES)}")
     device = resolve_device(device)
-    path, config = checkpoint_path(ckpt_dir, splits, role, cfg, seed)
+    path, config = checkpoint_path(ckpt_dir, splits, role, cfg, seed, device)
     if path.exists() and not force:
         try:
             model, meta = load_checkpoint(path, num_classes=splits.num_classes, device=device)
@@ -246,6 +255,7 @@ def train_or_load(role: str, splits: UnlearningSplits, cfg: TrainConfig, seed: i
     seconds = time.perf_counter() - t0
     meta = {"config": config, "history": history, "train_seconds": seconds,
             "metrics": {k: history[-1][k] for k in ("train_loss", "train_acc", "val_acc", "val_loss")},
-            "device": str(device), "torch": str(torch.__version__)}
+            "device": str(device), "torch": str(torch.__version__),
+            "precision": config["precision"]}
     save_checkpoint(model, path, meta)
     return model, {**meta, "path": str(path), "reused": False}

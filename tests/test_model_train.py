@@ -179,3 +179,33 @@ def test_importing_the_kit_does_not_import_torchvision():
             "dlfd_lib.benchmark, dlfd_lib.embedding; print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cpu_bf16_autocast_only_where_the_cpu_has_native_bf16(monkeypatch):
+    """On an AVX2-only CPU bf16 autocast is emulated and ~10x slower than float32: the kit's
+    autocast must fall back to float32 there, keep bf16 where oneDNN has native kernels, and
+    honour the DLFD_CPU_BF16 override (a bad value is refused with the variable's name)."""
+    from dlfd_lib import utils
+
+    cpu = torch.device("cpu")
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    monkeypatch.delenv(utils.CPU_BF16_ENV, raising=False)
+    for native in (False, True):
+        monkeypatch.setattr(utils, "_onednn_bf16", lambda native=native: native)
+        assert utils.cpu_bf16_supported() is native and utils.amp_enabled(cpu) is native
+        with utils.autocast(cpu, True):
+            out = model(x)
+        assert out.dtype == (torch.bfloat16 if native else torch.float32)
+        with utils.autocast(cpu, False):  # disabled is disabled, whatever the CPU
+            assert model(x).dtype == torch.float32
+    assert utils.amp_enabled("cuda", True) and not utils.amp_enabled("cuda", False)
+    monkeypatch.setattr(utils, "_onednn_bf16", lambda: False)
+    monkeypatch.setenv(utils.CPU_BF16_ENV, "1")
+    assert utils.amp_enabled(cpu)
+    monkeypatch.setattr(utils, "_onednn_bf16", lambda: True)
+    monkeypatch.setenv(utils.CPU_BF16_ENV, "0")
+    assert not utils.amp_enabled(cpu)
+    monkeypatch.setenv(utils.CPU_BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="DLFD_CPU_BF16"):
+        utils.amp_enabled(cpu)

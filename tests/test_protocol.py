@@ -279,6 +279,10 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     p = r["paired"].set_index(["model", "metric"]).loc[("neggrad", "abs_mia_gap")]
     ng_line = next(line for line in paired_md.splitlines() if line.startswith("| NegGrad |"))
     assert f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] {p['verdict']}" == ng_line.split(" | ")[2]
+    collapse_md = report.collapse_markdown(col)
+    c = col[col["model"] == "neggrad"]["probe_acc"]
+    ng_line = next(line for line in collapse_md.splitlines() if line.startswith("| NegGrad |"))
+    assert ng_line.split(" | ")[1] == f"{c.mean():.3f} ({c.std(ddof=1):.3f})"
     with pytest.raises(SystemExit, match="protocol.json"):
         report.main(["--out-dir", str(tmp_path / "nothing-here")])
 

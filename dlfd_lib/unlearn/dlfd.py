@@ -59,8 +59,9 @@ iterations (see :mod:`.ot`); ``ot_backend="torch"`` or ``"scaling"`` run a fixed
 iterations without any sync, and ``"scaling"`` with ``ot_grad="envelope"`` is ~9x cheaper per
 call than the default ``"pot"``/``"autodiff"`` (same iterations, see :mod:`.ot` for the numbers;
 the default stays the paper's differentiable log-domain Sinkhorn through POT). On CUDA the loop
-runs under bf16 autocast with channels_last inputs (``amp=True``; on the CPU too, which has
-AVX-512 bf16 here); the OT cost matrix is float32 regardless. Measured (``benchmarks/dlfd_speed.py``,
+runs under bf16 autocast with channels_last inputs (``amp=True``; on the CPU too where it has
+native bf16 kernels, float32 on an AVX2-only CPU, :func:`dlfd_lib.utils.cpu_bf16_supported`);
+the OT cost matrix is float32 regardless. Measured (``benchmarks/dlfd_speed.py``,
 MUFAC sizes, K = 15, batch 32): on an H100 at 128 px a delta-step is launch-bound (~12 ms
 without OT, vs ~14 ms for a whole fine-tuning step), so an epoch costs ~0.9x of K+1 fine-tuning
 epochs; on the 2-core CPU at 64 px the delta-step is ~0.65x of a training step. Capturing the

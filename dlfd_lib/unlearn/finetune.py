@@ -9,7 +9,7 @@ Algorithm: starting from the original model, train on the retain set D_r alone w
 cross-entropy for a few epochs (SGD with momentum and weight decay). The forget set is never
 used: forgetting comes only from "catastrophic forgetting" of D_f while the weights move to fit
 D_r. Everything runs in train mode (BatchNorm statistics and dropout as in ordinary training),
-under bf16 autocast (:func:`dlfd_lib.utils.autocast`) with channels_last inputs.
+under bf16 autocast where it pays (:func:`dlfd_lib.utils.autocast`) with channels_last inputs.
 
 The learning rate is constant (``schedule="constant"``) or follows a cosine decay to 0 stepped
 once per *batch* over the whole run (``schedule="cosine"``; the period is counted in batches,
