@@ -25,9 +25,13 @@ def test_salun_masked_out_weights_bitwise_unchanged(splits, model):
         assert torch.equal(a.view(torch.int32), b.view(torch.int32)), f"masked-out entries of {n} moved"
         moved += int((p.detach()[m] != orig[n].detach()[m]).sum())
     assert moved > 0
-    # the mask is the global top half of |grad forget CE|
+    # the mask is the global top half of |grad forget CE|: recomputed on a copy it agrees but for
+    # entries at the threshold, where summation order (float32 vs bf16, memory format) decides
+    # ties (162 of 11.3 M entries on an AVX2 CPU in float32); a random or bottom-half mask
+    # disagrees on about half of them
     again = saliency_mask(copy.deepcopy(model), splits, torch.device("cpu"), 0.5)
-    assert all(torch.equal(again[n], mask[n]) for n in mask)
+    differ = sum(int((again[n] != mask[n]).sum()) for n in mask)
+    assert differ < 1e-4 * sum(m.numel() for m in mask.values()), differ
     # freeze_bn_stats keeps the BatchNorm buffers too
     frozen = unlearn("salun", model, splits, profile="smoke", device="cpu", freeze_bn_stats=True)
     for k, v in frozen.model.state_dict().items():
