@@ -94,8 +94,10 @@ def per_seed_table(rows: pd.DataFrame, metric: str) -> str:
     return "\n".join(lines)
 
 
-def paired_markdown(paired: pd.DataFrame, baseline: str = "dlfd") -> str:
-    metrics = [(c, h) for c, h in PAIRED if c in set(paired["metric"])]
+def paired_markdown(paired: pd.DataFrame, metrics=PAIRED) -> str:
+    """``paired`` (:func:`dlfd_lib.stats.paired_table`) as Markdown, one column per metric of
+    ``metrics`` (``(column, header)`` pairs) that it holds."""
+    metrics = [(c, h) for c, h in metrics if c in set(paired["metric"])]
     lines = ["| model − DLFD | " + " | ".join(h for _, h in metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
     for model, grp in paired.groupby("model", sort=False):
         g = grp.set_index("metric")
@@ -181,12 +183,7 @@ def main(argv=None):
         print("## correlation collapse, mean (sd) over the evaluation seeds\n\n" + collapse + "\n")
         cp = pd.DataFrame(run.get("collapse_paired", []))
         if not cp.empty:
-            lines = ["| model − DLFD | " + " | ".join(m for m in dict.fromkeys(cp["metric"])) + " |",
-                     "|" + "---|" * (cp["metric"].nunique() + 1)]
-            for model, grp in cp.groupby("model", sort=False):
-                cells = [f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] {r['verdict']}" for _, r in grp.iterrows()]
-                lines.append(f"| {label(model)} | " + " | ".join(cells) + " |")
-            print("## collapse paired against DLFD\n\n" + "\n".join(lines) + "\n")
+            print("## collapse paired against DLFD\n\n" + paired_markdown(cp, COLLAPSE) + "\n")
     print("## front points (mean over the seeds each was run on)\n\n" + points_markdown(points) + "\n")
     print("\n".join(f"- {s}" for s in run["fronts_text"]))
     if args.figure:

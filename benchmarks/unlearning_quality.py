@@ -35,6 +35,12 @@ from dlfd_lib.profiles import get_profile
 from dlfd_lib.unlearn import available_methods
 
 
+#: the collapse measures printed (mean (sd) over seeds) by the protocol and the legacy mode
+COLLAPSE_COLUMNS = ("probe_acc", "probe_forget_acc", "silhouette", "scatter_ratio", "identity_knn_acc",
+                    "identity_knn_ref", "cka_to_original_retain", "cka_to_original_forget",
+                    "cka_to_original_test")
+
+
 def attack_report(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean attack numbers per model beside the retrained model's, and each attack's ranking of
     the methods (1 = closest to the retrained model) next to the paper's FS ranking."""
@@ -73,9 +79,8 @@ def _protocol(args):
     print("\n" + "\n".join(r["fronts_text"]))
     if cfg.collapse:
         c = r["collapse"]
-        ccols = [k for k in ("probe_acc", "probe_forget_acc", "silhouette", "identity_knn_acc",
-                             "cka_to_original_test") if k in c]
-        print(f"\ncorrelation collapse, mean (sd) over evaluation seeds")
+        ccols = [k for k in COLLAPSE_COLUMNS if k in c]
+        print("\ncorrelation collapse, mean (sd) over evaluation seeds")
         print(format_mean_sd(summarize(c, columns=ccols), columns=ccols).to_string())
         print(r["collapse_paired"].round(4).to_string(index=False))
     print(f"\nchosen settings: {r['tuned']}")
@@ -155,8 +160,7 @@ def main(argv=None):
     collapse = None
     if collapse_rows:
         collapse = pd.DataFrame(collapse_rows)
-        cols = ["probe_acc", "silhouette", "scatter_ratio", "identity_knn_acc", "identity_knn_ref",
-                "cka_to_original_retain", "cka_to_original_forget", "cka_to_original_test"]
+        cols = list(COLLAPSE_COLUMNS)
         print("\ncorrelation-collapse measures, mean (sd) over seeds")
         print(format_mean_sd(summarize(collapse, columns=cols), columns=cols).to_string())
     ulira_summary = None

@@ -29,8 +29,8 @@ the same command runs ``smoke`` in seconds, ``quick`` on a CPU and ``paper`` on 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 

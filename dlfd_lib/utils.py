@@ -37,8 +37,9 @@ CPU_BF16_ENV = "DLFD_CPU_BF16"
 def cpu_bf16_supported() -> bool:
     """Whether bf16 autocast pays on this CPU: oneDNN has native bf16 kernels (AVX-512 BW/VL/DQ
     or newer: AVX-512 bf16, AMX). Without them (an AVX2-only CPU) torch emulates bf16 and a
-    ResNet18 training step runs ~10× *slower* than in float32 (measured on a 2-core AVX2 AMD
-    EPYC: 8 against 92 images/s, batch 64, 64 px), so the kit trains in float32 there.
+    ResNet18 training step runs ~10× *slower* than in float32 (``benchmarks/cpu_precision_speed.py``
+    on a 2-core AVX2 AMD EPYC, batch 64, 64 px: 6–7 against 56–77 images/s), so the kit trains
+    in float32 there.
     ``DLFD_CPU_BF16`` (0/1) overrides the check."""
     env = os.environ.get(CPU_BF16_ENV, "").strip()
     if env:
