@@ -46,7 +46,7 @@ help:
 	@echo "make browser-check  run notebook 04 in JupyterLab and check the book in headless Chromium, save screenshots"
 	@echo "make install    create $(VENV) and install the kit (locked versions), its deps and the '$(KERNEL_NAME)' kernel"
 	@echo "make lock       regenerate $(LOCK) from pyproject.toml (newest versions its ranges allow)"
-	@echo "make clean      remove runs/, results/, written figures and caches (keeps $(VENV), checkpoints)"
+	@echo "make clean      remove runs/, results/ (but the committed verdict results/quick/), written figures and caches (keeps $(VENV), checkpoints)"
 	@echo "make distclean  clean, plus checkpoints/, data caches and $(VENV)"
 
 venv: $(VPY)
@@ -129,7 +129,8 @@ browser-check: $(STAMP)
 	$(VPY) -m pytest -q -m browser --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 clean:
-	rm -rf runs results .pytest_cache book/_build
+	rm -rf runs .pytest_cache book/_build
+	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name quick -exec rm -rf {} +; fi
 	if [ -d figures ]; then find figures -mindepth 1 ! -name README.md -exec rm -rf {} +; fi
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d \
 	  \( -name __pycache__ -o -name .ipynb_checkpoints \) -prune -exec rm -rf {} +

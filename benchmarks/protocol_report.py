@@ -23,7 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LABELS = {"original": "original", "retrained": "retrained", "dlfd": "**DLFD**", "neggrad": "NegGrad",
+LABELS = {"original": "original", "retrained": "retrained", "dlfd": "**DLFD**", "dlfd_released": "DLFD (released code)", "neggrad": "NegGrad",
           "neggrad_plus": "NegGrad+", "unsir": "UNSIR", "bad_teacher": "Bad Teacher", "scrub": "SCRUB",
           "finetune": "Fine-tune", "random_label": "Random-Label", "salun": "SalUn", "cf_k": "CF-k",
           "eu_k": "EU-k"}

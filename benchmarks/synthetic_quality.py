@@ -1,13 +1,17 @@
 """Does the synthetic-faces benchmark behave like the real one?
 
-Trains the original and the retrained model of a profile for several seeds and reports what
-issue 2 asks of the default data (mean over seeds):
+Trains the original and the retrained model of a profile for several seeds and checks what the
+kit asks of its default data, each row's mean over the seeds on target and no seed more than
+``SLACK`` (0.03) short of it:
 
 * original model accuracy on its own training images (eval mode, no augmentation) >= 0.90,
 * original test accuracy >= 0.50 (8 age classes; MUFAC's original reaches 0.63),
-* balanced MIA (forget vs test) of the original >= 0.60 and of the retrained model <= 0.57.
+* balanced MIA (forget vs test) of the original >= 0.65 (MUFAC's original: 0.69) and of the
+  retrained model <= 0.57,
+* the retrained model's forget accuracy within 0.05 of its test accuracy (the forget people look
+  like unseen people to it).
 
-    python benchmarks/synthetic_quality.py --profile quick --seeds 0 1 2
+    python benchmarks/synthetic_quality.py --profile quick --seeds 0 1 2 3 4
 
 Checkpoints go to a scratch folder (``--ckpt-dir``), so they are reused by reruns; extra
 ``--data key=value`` / ``--train key=value`` pairs override the profile (for tuning).
@@ -27,7 +31,10 @@ from dlfd_lib.profiles import get_profile
 from dlfd_lib.train import TrainConfig, train_or_load
 
 TARGETS = {"orig_train_acc": (">=", 0.90), "orig_test_acc": (">=", 0.50),
-           "orig_mia": (">=", 0.60), "retr_mia": ("<=", 0.57)}
+           "orig_mia": (">=", 0.65), "retr_mia": ("<=", 0.57),
+           "retr_forget_test_gap": ("<=", 0.05)}
+#: how far one seed may fall short of a target
+SLACK = 0.03
 
 
 def _pairs(items):
@@ -78,19 +85,24 @@ def main(argv=None):
                         f"{short}_val_acc": res["val_acc"], f"{short}_forget_acc": res["forget_acc"],
                         f"{short}_mia": res["mia"], f"{short}_mia_auc": res["mia_auc"],
                         f"{short}_train_seconds": meta.get("train_seconds")})
+        if "retr_forget_acc" in row:
+            row["retr_forget_test_gap"] = abs(row["retr_forget_acc"] - row["retr_test_acc"])
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     df = pd.DataFrame(rows).set_index("seed")
     summary = pd.DataFrame({"mean": df.mean(), "sd": df.std(ddof=1) if len(df) > 1 else 0.0})
     print("\n", summary.round(4).to_string())
-    print("\nissue-2 targets (mean over seeds):")
+    print(f"\ntargets (mean over seeds; no seed more than {SLACK} short):")
     for key, (op, bound) in TARGETS.items():
         if key not in df:
             continue
         value = df[key].mean()
+        worst = df[key].min() if op == ">=" else df[key].max()
         ok = value >= bound if op == ">=" else value <= bound
-        print(f"  {key:16s} {value:.4f} {op} {bound:.2f}  {'OK' if ok else 'MISSED'}")
+        ok_seed = worst >= bound - SLACK if op == ">=" else worst <= bound + SLACK
+        print(f"  {key:20s} mean {value:.4f} {op} {bound:.2f}  worst seed {worst:.4f}  "
+              f"{'OK' if ok and ok_seed else 'MISSED'}")
     if args.out:
         df.reset_index().to_json(args.out, orient="records", indent=2)
 

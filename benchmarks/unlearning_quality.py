@@ -7,16 +7,28 @@ strength for the trade-off fronts, and paired against DLFD per seed with bootstr
 Everything finished is kept under ``--out-dir`` (and reference models under ``--ckpt-dir``), so
 a cut-off run continues where it stopped: rerun the same command.
 
-    python benchmarks/unlearning_quality.py --profile quick --attacks --collapse   # the README's verdict
+    python benchmarks/unlearning_quality.py --profile quick --attacks --collapse --out-dir results/quick --commit
+    python benchmarks/unlearning_quality.py --profile quick --attacks --collapse \
+        --dataset folder --data-root ~/my_faces --data-options '{"task_column": "age"}'   # your own data
     python benchmarks/unlearning_quality.py --profile paper --device cuda   # the same on a GPU
     python benchmarks/unlearning_quality.py --profile quick --methods dlfd neggrad --trials 4
-    python benchmarks/unlearning_quality.py --profile quick --ablations     # notebook 05's variants
+    python benchmarks/unlearning_quality.py --profile quick --attacks --collapse --ablations --ulira-k 4 \
+        --out-dir results/quick --commit      # the verdict: the protocol, then the ablations and U-LiRA
     python benchmarks/unlearning_quality.py --profile quick --legacy --attacks --collapse --ulira-k 4
 
 * ``--attacks`` / ``--collapse`` (protocol): also the four-attack membership suite and the
   correlation-collapse measures of the references and every tuned method, on every evaluation seed.
-* ``--ablations``: notebook 05's DLFD variants on the evaluation seeds, built on DLFD's tuned
-  setting (from ``--out-dir``/tuning when the protocol has run), paired against *DLFD (paper)*.
+* ``--ablations``: after the protocol's stages, notebook 05's DLFD variants on every evaluation
+  seed, each on top of DLFD's tuned setting, paired against *DLFD (paper)* (the tuned DLFD), in
+  the same store. ``--ulira-k K``: then the per-example test of every model at its tuned setting
+  on the first evaluation seed, with K retrained reference models. (With ``--legacy`` both run
+  through the earlier per-seed benchmark instead.)
+* ``--commit``: ``git add`` and ``git commit`` the protocol's folder after every stage (each
+  method's tuning, each evaluation seed, the statistics), so that a stopped run loses at most one
+  stage and continues from the committed store on another machine (the verdict's store lives in
+  ``results/quick/``, committed; reference checkpoints are retrained where absent).
+* ``--dataset`` / ``--data-root`` / ``--data-options``: any dataset the kit loads, as ``dlfd run``
+  takes them (``synthetic``, ``mufac``, ``rafdb``, ``folder``); the same tables for your data.
 * ``--legacy``: the earlier per-seed benchmark (``dlfd_lib.benchmark.run_benchmark``) at the
   tuned settings, for ``--attacks`` (four membership attacks), ``--collapse`` (correlation-collapse
   measures) and ``--ulira-k K`` (per-example test with K retrained references, first seed).
@@ -27,6 +39,9 @@ in the legacy and ablation modes; the protocol writes its files into ``--out-dir
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+from pathlib import Path
 
 import pandas as pd
 
@@ -61,19 +76,27 @@ def _protocol(args):
     cfg = ProtocolConfig.from_profile(get_profile(args.profile), methods=args.methods, n_trials=args.trials,
                                       eval_seeds=args.seeds, tuning_seeds=args.tuning_seeds,
                                       n_strengths=args.strengths, attacks=args.attacks or None,
-                                      collapse=args.collapse or None)
+                                      collapse=args.collapse or None, ablations=args.ablations or None,
+                                      ulira_k=args.ulira_k or None)
     print(f"protocol on {args.profile}: tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}, "
           f"{cfg.n_trials} trials per method, {cfg.n_strengths} strengths per front -> {args.out_dir}")
-    r = run_protocol(args.profile, args.out_dir, cfg, task=args.task, device=args.device,
-                     ckpt_dir=args.ckpt_dir, progress=False)
+    r = run_protocol(args.profile, args.out_dir, cfg, dataset=args.dataset, task=args.task,
+                     data_root=args.data_root, data_options=args.data_options, device=args.device,
+                     ckpt_dir=args.ckpt_dir, progress=False,
+                     on_stage=(lambda stage: commit_store(args.out_dir, stage)) if args.commit else None)
     cols = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs", "abs_mia_gap", "avg_gap",
             "nomus", "seconds"]
     print(f"\nmean (sd) over evaluation seeds {cfg.eval_seeds}")
     s = r["summary"]
     print(pd.DataFrame({c: [f"{m:.3f} ({v:.3f})" for m, v in zip(s[c], s[f"{c}_sd"])] for c in cols if c in s},
                        index=s.index).to_string())
-    print(f"\nevery method against {cfg.baseline}, paired by seed: mean difference and bootstrap 95 % interval")
+    print(f"\nevery method against {cfg.baseline}, paired by seed: mean difference, Student-t 95 % interval "
+          f"(the verdict's), percentile bootstrap interval, p and Holm-adjusted p per metric")
     print(r["paired"].round(4).to_string(index=False))
+    if len(r["hypervolume_paired"]):
+        print("\nhypervolume of each method's front per front seed (test acc vs 1 - |MIA - MIA retrained|, "
+              "reference point acc 0, closeness 0.5), paired against the baseline")
+        print(r["hypervolume_paired"].round(4).to_string(index=False))
     print("\ntrade-off fronts (test accuracy vs |MIA - MIA retrained|, mean over evaluation seeds)")
     print(r["points"].round(4).to_string(index=False))
     print("\n" + "\n".join(r["fronts_text"]))
@@ -83,21 +106,63 @@ def _protocol(args):
         print("\ncorrelation collapse, mean (sd) over evaluation seeds")
         print(format_mean_sd(summarize(c, columns=ccols), columns=ccols).to_string())
         print(r["collapse_paired"].round(4).to_string(index=False))
+    if len(r["ablations_paired"]):
+        print("\nDLFD's ablations (each on top of its tuned setting), paired against the tuned DLFD")
+        print(r["ablations_paired"].round(4).to_string(index=False))
+    if len(r["ulira"]):
+        print(f"\nper-example test, seed {cfg.eval_seeds[0]}, K = {cfg.ulira_k} retrained references")
+        print(r["ulira"].round(3).to_string(index=False))
     print(f"\nchosen settings: {r['tuned']}")
     print(f"wall time {r['seconds']:.0f} s; files in {args.out_dir}")
+
+
+def commit_store(folder, stage: str) -> bool:
+    """``git add`` ``folder`` and commit it (message: the stage), if anything changed. A failing git
+    (no repository, no identity) is reported and the run goes on."""
+    folder = Path(folder)
+    try:
+        subprocess.run(["git", "add", "--", str(folder)], check=True, capture_output=True, text=True)
+        staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", str(folder)])
+        if staged.returncode == 0:
+            return False
+        subprocess.run(["git", "commit", "-q", "-m", f"results: {folder.as_posix()} – {stage} (protocol store)",
+                        "--", str(folder)], check=True, capture_output=True, text=True)
+        return True
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"--commit: could not commit {folder} after '{stage}': {getattr(e, 'stderr', '') or e}")
+        return False
+
+
+def _data_options(text):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"--data-options must be a JSON object, e.g. "
+                                         f"'{{\"split\": \"identity\"}}': {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--data-options must be a JSON object ({...})")
+    return value
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--task", default="age")
+    ap.add_argument("--dataset", default="synthetic", help="synthetic, mufac, rafdb or folder (as dlfd run)")
+    ap.add_argument("--data-root", default=None, help="the dataset's folder (real datasets)")
+    ap.add_argument("--data-options", type=_data_options, default=None,
+                    help="JSON object of loader options, e.g. '{\"split\": \"identity\"}'")
+    ap.add_argument("--commit", action="store_true",
+                    help="git-commit the protocol's folder after every stage (the committed verdict store)")
     ap.add_argument("--methods", nargs="+", default=None, help=f"default: all ({', '.join(available_methods())})")
-    ap.add_argument("--ablations", action="store_true", help="run DLFD's ablation variants instead")
+    ap.add_argument("--ablations", action="store_true",
+                    help="also DLFD's ablation variants on every evaluation seed (after the protocol)")
     ap.add_argument("--legacy", action="store_true", help="the per-seed benchmark (for --attacks/--collapse/--ulira-k)")
     ap.add_argument("--attacks", action="store_true", help="the four-attack membership suite")
     ap.add_argument("--collapse", action="store_true",
                     help="correlation-collapse measures of the references and every tuned method")
-    ap.add_argument("--ulira-k", type=int, default=0, help="per-example test with K reference models (--legacy)")
+    ap.add_argument("--ulira-k", type=int, default=0,
+                    help="also the per-example test with K retrained reference models (first evaluation seed)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="evaluation seeds (default: the profile's)")
     ap.add_argument("--tuning-seeds", type=int, nargs="+", default=None, help="default: the profile's")
     ap.add_argument("--trials", type=int, default=None, help="Optuna trials per method (default: the profile's)")
@@ -108,9 +173,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="prefix of the CSV files to write (legacy / ablations)")
     args = ap.parse_args(argv)
     args.out_dir = args.out_dir or f"runs/protocol-{args.profile}"
-    if not (args.ablations or args.legacy):
-        if args.ulira_k:
-            ap.error("--ulira-k needs --legacy")
+    if not args.legacy:
         return _protocol(args)
 
     from dlfd_lib.protocol import ProtocolConfig

@@ -10,7 +10,13 @@ points that no other point of the same method beats on both axes.
 :func:`front_leaders` reads the fronts the way a user picks a method: for a forgetting budget
 ("my MIA may be at most g away from the retrained model's"), which method reaches the highest
 test accuracy within it? :func:`describe_fronts` turns that into sentences (computed, so a
-notebook can print them for whatever the numbers are).
+notebook can print them for whatever the numbers are). :func:`hypervolume` sums a whole front up
+as one number, the way multi-objective unlearning work scores trade-offs (e.g. CUP, arXiv
+2510.19226): the area that the front dominates in the plane of test accuracy against
+1 − |MIA − MIA of the retrained model|, above the reference point :data:`HV_REFERENCE` (test
+accuracy 0, closeness 0.5, i.e. an MIA gap of 0.5, the worst possible). Larger is better; a
+front that is better everywhere has a larger hypervolume, and one point alone scores its
+rectangle.
 """
 from __future__ import annotations
 
@@ -19,7 +25,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["pareto_front", "mark_fronts", "front_leaders", "describe_fronts"]
+__all__ = ["pareto_front", "mark_fronts", "front_leaders", "describe_fronts", "hypervolume",
+           "HV_REFERENCE", "hypervolumes"]
+
+#: The hypervolume's reference point: (|MIA − MIA retrained|, test accuracy) = (0.5, 0.0), i.e.
+#: closeness 1 − gap = 0.5 and accuracy 0: worse than any model on both axes.
+HV_REFERENCE = (0.5, 0.0)
 
 
 def pareto_front(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc") -> pd.DataFrame:
@@ -97,3 +108,41 @@ def describe_fronts(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_g
                          f"{seg['best'].max():.3f}), {tail}")
             start = i
     return lines
+
+
+def hypervolume(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc",
+                ref: tuple[float, float] = HV_REFERENCE) -> float:
+    """The area dominated by ``points`` (lower ``x``, higher ``y``) and bounded by ``ref`` =
+    (x_ref, y_ref): the union of the rectangles [x_i, x_ref] x [y_ref, y_i]. Points beyond the
+    reference on either axis add nothing; no points give 0."""
+    xs = points[x].to_numpy(dtype=float)
+    ys = points[y].to_numpy(dtype=float)
+    keep = np.isfinite(xs) & np.isfinite(ys) & (xs < ref[0]) & (ys > ref[1])
+    xs, ys = xs[keep], ys[keep]
+    if not len(xs):
+        return 0.0
+    order = np.lexsort((-ys, xs))  # by x ascending, the best y first among equal x
+    area, best_y = 0.0, ref[1]
+    for i, idx in enumerate(order):
+        if ys[idx] <= best_y:
+            continue  # dominated by a point with smaller x
+        x_next = ref[0]
+        for j in order[i + 1:]:
+            if ys[j] > ys[idx]:
+                x_next = xs[j]
+                break
+        # the strip from this point's x to where a higher point starts, at this point's height
+        area += (x_next - xs[idx]) * (ys[idx] - ref[1])
+        best_y = ys[idx]
+    return float(area)
+
+
+def hypervolumes(rows: pd.DataFrame, by: str = "model", x: str = "abs_mia_gap", y: str = "test_acc",
+                 ref: tuple[float, float] = HV_REFERENCE) -> pd.DataFrame:
+    """One row per seed and ``by`` group: the :func:`hypervolume` of that group's points on that
+    seed (``rows`` has a ``seed`` column: every setting run on the seed), and how many points."""
+    out = []
+    for (seed, group), part in rows.groupby(["seed", by], sort=False):
+        out.append({"seed": seed, by: group, "hypervolume": hypervolume(part, x, y, ref),
+                    "n_points": len(part)})
+    return pd.DataFrame(out)

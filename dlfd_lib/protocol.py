@@ -17,6 +17,14 @@ baselines?" the way a reviewer would accept:
 5. **Collapse** (optional, ``ProtocolConfig.collapse``): the correlation-collapse measures of
    the reference models and of every method at its tuned setting, paired against DLFD too.
 
+Provenance: every store entry records the kit's commit, the CPU (model and its vector flags), the
+precision, torch's version and the thread count (:func:`run_provenance`), and ``stages.json``
+the wall time of each stage (each method's tuning, each evaluation seed, the statistics).
+:data:`NUMBERS_VERSION` is part of every key (and the precision is part of the reference
+checkpoints' names, which are in the keys), so a store written by code whose numbers differ, or in
+another precision, is never mixed into a seed: that seed is redone whole. ``on_stage`` is called
+after each stage (the benchmark script commits the store there, so a stop loses one stage).
+
 Everything finished is kept under ``out_dir`` (reference models in ``ckpt_dir``; Optuna
 journals and chosen settings in ``out_dir/tuning``; every tuning evaluation and every test
 evaluation as one JSON file in ``out_dir/store``), so a run that is cut off continues where it
@@ -28,8 +36,10 @@ the same command runs ``smoke`` in seconds, ``quick`` on a CPU and ``paper`` on 
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,16 +50,54 @@ import pandas as pd
 from .benchmark import REFERENCES, train_references
 from .data import load_splits
 from .train import TrainConfig, checkpoint_path
-from .fronts import describe_fronts, mark_fronts
+from .fronts import HV_REFERENCE, describe_fronts, hypervolumes, mark_fronts
 from .inference import extract_all
 from .metrics import evaluate
 from .profiles import Profile, get_profile
 from .stats import add_reference_gaps, mia_sampling_sd, paired_table
-from .tuning import JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
+from .tuning import NUMBERS_VERSION, JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
 from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
 from .utils import resolve_device, save_json
 
-__all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values", "SUMMARY_METRICS"]
+__all__ = ["ProtocolConfig", "run_protocol", "protocol_plan", "strength_values", "SUMMARY_METRICS",
+           "NUMBERS_VERSION", "run_provenance"]
+
+#: the CPU flags worth naming beside a timing (vector units, bf16 and matrix extensions)
+_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni",
+              "amx_bf16", "amx_tile")
+
+
+def run_provenance(device="cpu") -> dict[str, Any]:
+    """Where and how results are computed: the kit's commit (and whether the work tree differs
+    from it), the CPU model and its vector flags, the precision on ``device``, torch's version and
+    the thread count, the host's CPU count."""
+    import os
+    import platform
+
+    import torch
+
+    from .pipeline import REPO_ROOT, _git_commit
+    from .utils import amp_enabled
+
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in _CPU_FLAGS if f in have]
+                break
+    except OSError:
+        pass
+    dev = resolve_device(device)
+    prov = {"git": _git_commit(REPO_ROOT), "cpu": model, "cpu_flags": flags, "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(dev),
+            "precision": "bf16" if amp_enabled(dev) else "float32", "numbers_version": NUMBERS_VERSION}
+    if dev.type == "cuda":
+        prov["gpu"] = torch.cuda.get_device_name(dev)
+    return prov
 
 #: what the protocol's summary table shows, in order
 SUMMARY_METRICS = ("retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs",
@@ -76,6 +124,11 @@ class ProtocolConfig:
     measure correlation collapse (:func:`dlfd_lib.collapse.collapse_measures`: retain-fitted
     probe, separability, identity k-NN, CKA to the original) of the reference models and of every
     method at its tuned setting on every evaluation seed, while those models are in memory.
+    ``ablations``: after the evaluation, notebook 05's DLFD variants
+    (:data:`dlfd_lib.unlearn.dlfd.ABLATIONS`, each on top of DLFD's tuned setting) on every
+    evaluation seed, paired against the tuned DLFD. ``ulira_k``: after that, the per-example test
+    (:mod:`dlfd_lib.ulira`) of every model on the first evaluation seed against ``ulira_k``
+    retrained reference models (0: none).
     """
 
     tuning_seeds: list[int] = field(default_factory=lambda: [100, 101])
@@ -93,6 +146,8 @@ class ProtocolConfig:
     fixed: dict[str, dict] = field(default_factory=dict)
     n_front_seeds: int | None = None
     collapse: bool = False
+    ablations: bool = False
+    ulira_k: int = 0
 
     def __post_init__(self):
         overlap = sorted(set(self.tuning_seeds) & set(self.eval_seeds))
@@ -225,11 +280,80 @@ class _LazyReferences(Mapping):
         return self._metas
 
 
+def _ablation_stage(cfg, methods, tuned, refs, rows, store, profile, device, stage_done) -> pd.DataFrame:
+    """Notebook 05's DLFD variants on every evaluation seed, each on top of DLFD's tuned setting;
+    ``"DLFD (paper)"`` (no override) is the tuned DLFD's own evaluation row."""
+    from .unlearn.dlfd import ABLATIONS
+    out = []
+    for seed in cfg.eval_seeds:
+        splits, models, names = refs(seed)
+        n_before = len(store)
+        for label, (_, overrides) in ABLATIONS.items():
+            if not overrides:
+                row = next(r for r in rows if r["seed"] == seed and r["model"] == "dlfd")
+                out.append({**row, "model": label})
+                continue
+            hp = {**tuned["dlfd"], **cfg.fixed.get("dlfd", {}), **overrides}
+            resolved = {**method_defaults("dlfd", profile), **hp}
+            key = {"numbers": NUMBERS_VERSION, "stage": "ablation", "label": label, "seed": seed,
+                   "hparams": resolved, "original": names["original"], "mia_boot": cfg.mia_boot,
+                   "attacks": cfg.attacks}
+            row = store.get(key, prefix="ablation-")
+            if row is None:
+                res = unlearn("dlfd", models["original"], splits, profile=profile, device=device,
+                              seed=seed, progress=False, **hp)
+                row = _evaluate_row(res.model, splits, seed, device, cfg.mia_boot, cfg.attacks)
+                row["seconds"] = res.info["seconds"]
+                row["selection_rule"] = res.info["selection_rule"]
+                store.put(key, row, prefix="ablation-")
+            out.append({"seed": seed, "model": label, **row})
+        stage_done(f"ablations seed {seed}", computed=len(store) > n_before)
+    return pd.DataFrame(out)
+
+
+def _ulira_stage(cfg, methods, tuned, refs, store, profile, device, ckpt_dir, stage_done) -> pd.DataFrame:
+    """The per-example test (:mod:`dlfd_lib.ulira`) of the references and every method at its
+    tuned setting on the first evaluation seed, against ``cfg.ulira_k`` retrained references."""
+    from .ulira import train_references as ulira_references, ulira_many, ulira_table
+    seed = cfg.eval_seeds[0]
+    splits, models, names = refs(seed)
+    hps = {m: {**method_defaults(m, profile), **tuned[m], **cfg.fixed.get(m, {})} for m in methods}
+    key = {"numbers": NUMBERS_VERSION, "stage": "ulira", "seed": seed, "k": cfg.ulira_k,
+           "original": names["original"], "retrained": names["retrained"], "hparams": hps}
+    table = store.get(key, prefix="ulira-")
+    if table is None:
+        ref_models = ulira_references(splits, TrainConfig.from_profile(profile), cfg.ulira_k,
+                                      device=resolve_device(device), ckpt_dir=ckpt_dir, progress=False)
+        targets = {"original": models["original"], "retrained": models["retrained"]}
+        for m in methods:
+            targets[m] = unlearn(m, models["original"], splits, profile=profile, device=device, seed=seed,
+                                 progress=False, **{**tuned[m], **cfg.fixed.get(m, {})}).model
+        df = ulira_table(ulira_many(targets, splits, ref_models))
+        table = store.put(key, df.reset_index().to_dict("records"), prefix="ulira-")
+        stage_done(f"per-example test seed {seed}")
+    return pd.DataFrame(table)
+
+
+def _read_stages(out: Path) -> list[dict]:
+    path = out / "stages.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _record_stage(out: Path, name: str, seconds: float, provenance: dict) -> None:
+    """Append one finished stage and its wall time to ``out/stages.json``."""
+    stages = _read_stages(out)
+    stages.append({"stage": name, "seconds": round(seconds, 2),
+                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "commit": (provenance.get("git") or {}).get("commit"), "cpu": provenance.get("cpu"),
+                   "precision": provenance.get("precision"), "torch": provenance.get("torch")})
+    save_json(stages, out / "stages.json")
+
+
 def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolConfig | None = None,
                  dataset: str = "synthetic", task: str = "age", data_root=None,
                  data_options: dict | None = None, device="auto",
                  ckpt_dir: str | Path = "checkpoints", progress: bool = True,
-                 log=print) -> dict[str, Any]:
+                 log=print, on_stage=None) -> dict[str, Any]:
     """Run (or continue) the whole protocol (module docstring) and write its results.
 
     Returns ``dict(config, tuned, rows, summary, paired, points, fronts_text, collapse,
@@ -251,9 +375,20 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     cfg = config if config is not None else ProtocolConfig.from_profile(profile)
     methods = list(cfg.methods) if cfg.methods is not None else available_methods()
     out = Path(out_dir)
-    store = JsonStore(out / "store")
+    provenance = run_provenance(device)
+    store = JsonStore(out / "store", provenance=provenance)
     log = log or (lambda *a, **k: None)
     t_start = time.perf_counter()
+    stage_clock = [time.perf_counter()]
+
+    def stage_done(name: str, computed: bool = True):
+        """Record the stage's wall time (only when it computed something) and hand over."""
+        now = time.perf_counter()
+        if computed:
+            _record_stage(out, name, now - stage_clock[0], provenance)
+        stage_clock[0] = now
+        if on_stage is not None:
+            on_stage(name)
     where = dict(dataset=dataset, task=task, data_root=data_root, device=device, ckpt_dir=ckpt_dir,
                  progress=progress, data_options=data_options)
 
@@ -262,12 +397,13 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
         return r.splits, r, r.names
 
     # ---- 1. tune ------------------------------------------------------------------------------
+    n_entries = [len(store)]
     tuned: dict[str, dict] = {}
     tuning_refs = {}
     if cfg.n_trials > 0:
         for seed in cfg.tuning_seeds:
             splits, models, names = refs(seed)
-            key = {"stage": "reference_mia_val", "seed": seed, "retrained": names["retrained"],
+            key = {"numbers": NUMBERS_VERSION, "stage": "reference_mia_val", "seed": seed, "retrained": names["retrained"],
                    "n_mia": cfg.n_mia}
             target = store.get(key)
             if target is None:
@@ -287,7 +423,7 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
             scores = []
             for seed, (splits, models, names, target) in tuning_refs.items():
                 resolved = {**method_defaults(method, profile), **hp}
-                key = {"stage": "tune", "method": method, "seed": seed, "hparams": resolved,
+                key = {"numbers": NUMBERS_VERSION, "stage": "tune", "method": method, "seed": seed, "hparams": resolved,
                        "original": names["original"], "n_mia": cfg.n_mia}
                 val = store.get(key, prefix=f"tune-{method}-")
                 if val is None:
@@ -307,6 +443,8 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
         log(f"tuned {method}: {result['n_trials']} trials, best validation score "
             f"{result['value'] if result['value'] is None else round(result['value'], 4)} "
             f"({time.perf_counter() - t0:.0f} s)")
+        stage_done(f"tune {method}", computed=len(store) > n_entries[0])
+        n_entries[0] = len(store)
 
     # ---- 2 + 3. evaluation seeds: tuned settings and the strength sweeps ---------------------------
     rows, sweep_rows, collapse_rows = [], [], []
@@ -320,7 +458,7 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
             return ref_feats[role]
 
         for role in ("original", "retrained"):
-            key = {"stage": "eval", "model": role, "seed": seed, "checkpoint": names[role],
+            key = {"numbers": NUMBERS_VERSION, "stage": "eval", "model": role, "seed": seed, "checkpoint": names[role],
                    "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
             row = store.get(key, prefix=f"eval-{role}-")
             if row is None:
@@ -329,7 +467,7 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                                 prefix=f"eval-{role}-")
             rows.append({"seed": seed, "model": role, **row})
             if cfg.collapse:
-                ckey = {"stage": "collapse", "model": role, "seed": seed, "checkpoint": names[role]}
+                ckey = {"numbers": NUMBERS_VERSION, "stage": "collapse", "model": role, "seed": seed, "checkpoint": names[role]}
                 crow = store.get(ckey, prefix=f"collapse-{role}-")
                 if crow is None:
                     crow = store.put(ckey, _collapse_row(ref_features(role), ref_features, splits, seed),
@@ -345,11 +483,11 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
             for kind, value, hp in settings:
                 hp = {**hp, **cfg.fixed.get(method, {})}
                 resolved = {**method_defaults(method, profile), **hp}
-                key = {"stage": "eval", "method": method, "seed": seed, "hparams": resolved,
+                key = {"numbers": NUMBERS_VERSION, "stage": "eval", "method": method, "seed": seed, "hparams": resolved,
                        "original": names["original"], "mia_boot": cfg.mia_boot, "attacks": cfg.attacks}
                 row = store.get(key, prefix=f"eval-{method}-")
                 measure = cfg.collapse and kind == "tuned"
-                ckey = {"stage": "collapse", "method": method, "seed": seed, "hparams": resolved,
+                ckey = {"numbers": NUMBERS_VERSION, "stage": "collapse", "method": method, "seed": seed, "hparams": resolved,
                         "original": names["original"]}
                 crow = store.get(ckey, prefix=f"collapse-{method}-") if measure else None
                 if row is None or (measure and crow is None):
@@ -372,6 +510,14 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                 sweep_rows.append({**entry, "setting": kind, "knob": knob_name,
                                    "strength": resolved.get(knob_name) if knob_name else None})
         log(f"evaluation seed {seed} done ({time.perf_counter() - t_start:.0f} s so far)")
+        stage_done(f"evaluate seed {seed}", computed=len(store) > n_entries[0])
+        n_entries[0] = len(store)
+
+    # ---- 5. ablations and the per-example test (optional, after the verdict's own stages) -------
+    ablation_df = _ablation_stage(cfg, methods, tuned, refs, rows, store, profile, device, stage_done) \
+        if cfg.ablations and "dlfd" in methods else pd.DataFrame()
+    ulira_df = _ulira_stage(cfg, methods, tuned, refs, store, profile, device, ckpt_dir, stage_done) \
+        if cfg.ulira_k > 0 else pd.DataFrame()
 
     # ---- 4. statistics --------------------------------------------------------------------------
     rows_df = add_reference_gaps(pd.DataFrame(rows))
@@ -392,6 +538,12 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     noise = float(rows_df[rows_df["model"].isin(methods)].groupby("model")["test_acc"].std(ddof=1).median()) \
         if len(cfg.eval_seeds) > 1 else None
     fronts_text = describe_fronts(points, noise=noise)
+    # each method's front on each front seed as one number, paired against the baseline
+    front_seeds = cfg.eval_seeds if cfg.n_front_seeds is None else cfg.eval_seeds[:cfg.n_front_seeds]
+    swept = sweep_df[sweep_df["seed"].isin(front_seeds)]
+    hv = hypervolumes(swept) if len(swept) else pd.DataFrame(columns=["seed", "model", "hypervolume", "n_points"])
+    hv_paired = (paired_table(hv, baseline=cfg.baseline, metrics=("hypervolume",), n_boot=cfg.n_boot, seed=0)
+                 if cfg.baseline in set(hv.get("model", [])) else pd.DataFrame())
     collapse_df = pd.DataFrame(collapse_rows)
     collapse_paired = (paired_table(collapse_df[collapse_df["model"] != "original"], baseline=cfg.baseline,
                                     metrics=COLLAPSE_PAIRED, n_boot=cfg.n_boot, seed=0)
@@ -399,11 +551,26 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"rows": out / "rows.csv", "points": out / "front_points.csv", "paired": out / "paired.csv",
-             "summary": out / "summary.csv", "json": out / "protocol.json"}
+             "summary": out / "summary.csv", "json": out / "protocol.json",
+             "hypervolume": out / "hypervolume.csv", "hypervolume_paired": out / "hypervolume_paired.csv"}
     rows_df.to_csv(paths["rows"], index=False)
     points.to_csv(paths["points"], index=False)
     paired.to_csv(paths["paired"], index=False)
     summary.to_csv(paths["summary"])
+    hv.to_csv(paths["hypervolume"], index=False)
+    ablation_paired = pd.DataFrame()
+    if len(ablation_df):
+        paths.update(ablations=out / "ablations.csv", ablations_paired=out / "ablations_paired.csv")
+        ablation_df = add_reference_gaps(pd.concat([rows_df[rows_df["model"].isin(["original", "retrained"])],
+                                                    ablation_df], ignore_index=True))
+        ablation_paired = paired_table(ablation_df[~ablation_df["model"].isin(["original", "retrained"])],
+                                       baseline="DLFD (paper)", n_boot=cfg.n_boot, seed=0)
+        ablation_df.to_csv(paths["ablations"], index=False)
+        ablation_paired.to_csv(paths["ablations_paired"], index=False)
+    if len(ulira_df):
+        paths["ulira"] = out / "ulira.csv"
+        ulira_df.to_csv(paths["ulira"], index=False)
+    hv_paired.to_csv(paths["hypervolume_paired"], index=False)
     if cfg.collapse:
         paths.update(collapse=out / "collapse.csv", collapse_paired=out / "collapse_paired.csv")
         collapse_df.to_csv(paths["collapse"], index=False)
@@ -413,8 +580,16 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
                "summary": summary.reset_index().to_dict("records"), "paired": paired.to_dict("records"),
                "points": points.to_dict("records"), "fronts_text": fronts_text,
                "collapse": collapse_df.to_dict("records"), "collapse_paired": collapse_paired.to_dict("records"),
+               "hypervolume": hv.to_dict("records"), "hypervolume_paired": hv_paired.to_dict("records"),
+               "ablations": ablation_df.to_dict("records"), "ablations_paired": ablation_paired.to_dict("records"),
+               "ulira": ulira_df.to_dict("records"),
+               "hv_reference": {"abs_mia_gap": HV_REFERENCE[0], "test_acc": HV_REFERENCE[1]},
+               "provenance": provenance, "stages": _read_stages(out),
                "seconds": time.perf_counter() - t_start}, paths["json"])
+    stage_done("statistics", computed=False)
     return {"config": cfg, "tuned": tuned, "rows": rows_df, "summary": summary, "paired": paired,
             "points": points, "fronts_text": fronts_text, "paths": paths,
             "collapse": collapse_df, "collapse_paired": collapse_paired,
+            "hypervolume": hv, "hypervolume_paired": hv_paired, "provenance": provenance,
+            "ablations": ablation_df, "ablations_paired": ablation_paired, "ulira": ulira_df,
             "seconds": time.perf_counter() - t_start}

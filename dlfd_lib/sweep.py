@@ -184,14 +184,14 @@ def _data_job(ctx, seed):
 
 def _reference_job(ctx, seed, role, job_id, key, evaluate_it, target_n_mia):
     from .train import TrainConfig, train_or_load
-    from .tuning import JsonStore, reference_mia_val
+    from .tuning import NUMBERS_VERSION, JsonStore, reference_mia_val
     splits = _splits(ctx, seed)
     model, meta = train_or_load(role, splits, TrainConfig.from_profile(ctx["profile"]), seed=seed,
                                 device=ctx["device"], ckpt_dir=ctx["ckpt_dir"], progress=False)
     result = {"path": meta["path"], "row": None}
     if target_n_mia is not None:  # the tuning objective's target, under the protocol's key
         store = JsonStore(Path(ctx["out_dir"]) / "store")
-        tkey = {"stage": "reference_mia_val", "seed": seed, "retrained": Path(meta["path"]).name,
+        tkey = {"numbers": NUMBERS_VERSION, "stage": "reference_mia_val", "seed": seed, "retrained": Path(meta["path"]).name,
                 "n_mia": target_n_mia}
         if store.get(tkey) is None:
             store.put(tkey, reference_mia_val(model, splits, ctx["device"], seed, target_n_mia))
@@ -216,7 +216,7 @@ def _row_job(ctx, seed, label, method, hparams, job_id, key):
 
 
 def _tune_job(ctx, seed, method, hparams, store_key, n_mia, job_id):
-    from .tuning import JsonStore, validation_objective
+    from .tuning import NUMBERS_VERSION, JsonStore, validation_objective
     from .unlearn import unlearn
     store = JsonStore(Path(ctx["out_dir"]) / "store")
     val = store.get(store_key, prefix=f"tune-{method}-")
@@ -226,7 +226,7 @@ def _tune_job(ctx, seed, method, hparams, store_key, n_mia, job_id):
     splits, models, metas = _references(ctx, seed, roles=("original",))
     retrained, _ = checkpoint_path(ctx["ckpt_dir"], splits, "retrained", TrainConfig.from_profile(ctx["profile"]), seed,
                                    ctx["device"])
-    target = store.get({"stage": "reference_mia_val", "seed": seed, "retrained": retrained.name, "n_mia": n_mia})
+    target = store.get({"numbers": NUMBERS_VERSION, "stage": "reference_mia_val", "seed": seed, "retrained": retrained.name, "n_mia": n_mia})
     if target is None:
         raise RuntimeError(f"the tuning target of seed {seed} is missing from {store.folder}: its retrained "
                            f"reference job did not finish; run the sweep again")
@@ -498,6 +498,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
     from .profiles import get_profile
     from .stats import add_reference_gaps
     from .unlearn import method_defaults
+    from .tuning import NUMBERS_VERSION
     from .utils import save_json
 
     log = log or (lambda *a, **k: None)
@@ -618,7 +619,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
                 for trial, hp in batch:
                     resolved = {**method_defaults(method, spec.profile_name), **hp}
                     for seed in spec.tuning_seeds:
-                        store_key = {"stage": "tune", "method": method, "seed": seed, "hparams": resolved,
+                        store_key = {"numbers": NUMBERS_VERSION, "stage": "tune", "method": method, "seed": seed, "hparams": resolved,
                                      "original": original_name(seed), "n_mia": spec.n_mia}
                         job_id = f"tune-{method}-seed{seed}-{_digest(resolved)}"
                         trial_jobs.setdefault(job_id, {"method": method, "trials": []})["trials"].append(

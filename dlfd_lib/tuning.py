@@ -51,12 +51,20 @@ OBJECTIVE = ("maximise 0.5*val_acc + 0.5*(1 - 2*|MIA_val - MIA_val(retrained)|),
              "of the validation people (forget vs validation for the MIA), mean over tuning seeds")
 
 
+#: Bump when a change to the code alters the protocol's numbers: it is part of every store key
+#: (dlfd_lib.protocol, dlfd_lib.sweep), so entries computed before the change are recomputed, never
+#: mixed with newer ones.
+NUMBERS_VERSION = 2
+
+
 class JsonStore:
     """A folder of small JSON files keyed by a hash of a JSON-able key: what the protocol keeps
     of every finished evaluation, so that a second run reuses it."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, provenance: dict | None = None):
         self.folder = Path(folder)
+        #: written beside every new entry (not part of its key): where and how it was computed
+        self.provenance = provenance
 
     @staticmethod
     def digest(key: dict) -> str:
@@ -73,8 +81,18 @@ class JsonStore:
         return data["value"] if data.get("key") == to_jsonable(key) else None
 
     def put(self, key: dict, value, prefix: str = ""):
-        save_json({"key": to_jsonable(key), "value": to_jsonable(value)}, self.path(key, prefix))
+        entry = {"key": to_jsonable(key), "value": to_jsonable(value)}
+        if self.provenance is not None:
+            entry["provenance"] = to_jsonable(self.provenance)
+        save_json(entry, self.path(key, prefix))
         return value
+
+    def entries(self, prefix: str = "") -> list[dict]:
+        """Every entry (key, value and provenance where recorded) whose file name starts with
+        ``prefix``, in file-name order."""
+        if not self.folder.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.folder.glob(f"{prefix}*.json"))]
 
     def __len__(self) -> int:
         return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0

@@ -142,6 +142,78 @@ def test_select_checkpoint():
         select_checkpoint([], 0.1)
 
 
+def test_select_checkpoint_fallbacks_when_no_state_qualifies():
+    # a noisy monitor: the lowest FS reading belongs to the damaged state (val acc 0.23)
+    recs = [{"fs": 0.12, "val_acc": 0.61}, {"fs": 0.10, "val_acc": 0.45}, {"fs": 0.06, "val_acc": 0.23},
+            {"fs": 0.09, "val_acc": 0.52}]
+    assert select_checkpoint(recs, 0.05, "lowest_fs") == (2, "lowest_fs")
+    assert select_checkpoint(recs, 0.05, "last") == (3, "last")
+    # NoMUS on validation: .5*.61+.5*(1-.24)=.685, .625, .555, .67 -> the first state
+    assert select_checkpoint(recs, 0.05, "val_nomus") == (0, "val_nomus")
+    # a qualifying state always wins over the fallback, whatever the fallback
+    for fb in ("lowest_fs", "last", "val_nomus"):
+        assert select_checkpoint(recs, 0.095, fb) == (3, "best_val_acc_with_fs<=max_fs")
+    # online consistency for every fallback (the loop copies a state only when it is picked)
+    for fb in ("lowest_fs", "last", "val_nomus"):
+        picks = [select_checkpoint(recs[: i + 1], 0.05, fb)[0] for i in range(len(recs))]
+        for i, p in enumerate(picks):
+            assert p == i or p == picks[i - 1], (fb, picks)
+    with pytest.raises(ValueError, match="fallback"):
+        select_checkpoint(recs, 0.05, "best")
+
+
+def test_the_kept_state_follows_the_fallback_in_the_loop(splits, model, monkeypatch):
+    kw = dict(profile="smoke", device="cpu", threshold_mode="absolute", forget_threshold=0.01,
+              max_fs=0.01, batch_size=8, monitor_every=1)  # nothing ever qualifies
+    fs = [0.2, 0.12, 0.10, 0.06, 0.09, 0.11, 0.13]
+    acc = [0.6, 0.61, 0.45, 0.23, 0.52, 0.40, 0.38]
+    kept = {}
+    for fb in ("lowest_fs", "last", "val_nomus"):
+        _inject_fs(monkeypatch, fs, acc)
+        res = unlearn("dlfd", model, splits, fallback=fb, **kw)
+        kept[fb] = res.info["selected_batch"]
+        assert res.info["selection_rule"] == fb and res.info["fallback"] == fb
+    h = res.history
+    assert kept["lowest_fs"] == h["batch"].iloc[2] and kept["last"] == h["batch"].iloc[5]
+    assert kept["val_nomus"] == h["batch"].iloc[0]
+    # the kept weights are the selected state's: the three picks give three different models
+    with pytest.raises(ValueError, match="fallback"):
+        unlearn("dlfd", model, splits, profile="smoke", device="cpu", fallback="best")
+
+
+def test_the_layer_is_the_papers_features_unless_released(splits, model):
+    from dlfd_lib.unlearn.dlfd import DLFDHparams
+    assert DLFDHparams().layer() == "penultimate"
+    assert DLFDHparams(released_code=True).layer() == "logits"
+    assert DLFDHparams(released_code=True, feature_layer="penultimate").layer() == "penultimate"
+    assert "feature_layer" in DLFDHparams.SEARCH_SPACE and "fallback" in DLFDHparams.SEARCH_SPACE
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_steps=2)
+    assert res.info["feature_layer"] == "penultimate"
+    with pytest.raises(ValueError, match="feature_layer"):
+        unlearn("dlfd", model, splits, profile="smoke", device="cpu", feature_layer="fc")
+
+
+def test_the_monitor_reports_its_own_sampling_sd(splits, model):
+    """The start reading's sd is the bootstrap sd of the MIA on the monitor's own losses (equal
+    to mia_sampling_sd recomputed on exactly the monitor's images) and is compared with a third
+    of the threshold used."""
+    from dlfd_lib.stats import mia_sampling_sd
+    from dlfd_lib.unlearn.dlfd import DLFDMonitor
+    from dlfd_lib.data.view import method_view
+    view = method_view(splits)
+    big = DLFDMonitor(view, None, None, 64, 0, torch.device("cpu"), amp=False)
+    big(model)
+    sd_big = big.fs_sampling_sd(30)
+    assert sd_big == pytest.approx(mia_sampling_sd(*big.last_losses, n_boot=30, seed=0), abs=1e-12)
+    assert (len(big.last_losses[0]), len(big.last_losses[1])) == (len(big.forget_idx), len(big.mia_val_idx))
+    small = DLFDMonitor(view, 6, None, 64, 0, torch.device("cpu"), amp=False)
+    small(model)
+    assert len(small.last_losses[0]) == 6 and len(small.last_losses[1]) == 6
+    res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, max_steps=2)
+    sd, thr = res.info["monitor_fs_sd"], res.info["forget_threshold_used"]
+    assert sd > 0 and res.info["monitor_signal_ok"] == (sd <= thr / 3)
+
+
 # ---------------------------------------------------------------------------------------------
 # end to end
 def test_end_to_end_history_and_determinism(splits, model):
@@ -156,32 +228,37 @@ def test_end_to_end_history_and_determinism(splits, model):
     assert h["w_t"].iloc[-1] == 1.0 and r1.info["switched_at_batch"] is None
     assert all(torch.isfinite(p).all() for p in r1.model.parameters())
     sel = r1.info["selected_batch"]
-    assert sel in set(h["batch"]) and r1.info["selection_rule"] in ("best_val_acc_with_fs<=max_fs", "lowest_fs")
+    assert sel in set(h["batch"]) and r1.info["selection_rule"] in ("best_val_acc_with_fs<=max_fs", "val_nomus")
     for a, b in zip(r1.model.state_dict().values(), r2.model.state_dict().values()):
         assert torch.equal(a, b), "same seed must give the same weights on the CPU"
     pd.testing.assert_frame_equal(h.drop(columns="seconds"), r2.history.drop(columns="seconds"))
 
 
-def _inject_fs(monkeypatch, values):
-    """Replace the monitor by one that returns the given forgetting scores in turn."""
+def _inject_fs(monkeypatch, values, val_accs=None):
+    """Replace the monitor by one that returns the given forgetting scores (and validation
+    accuracies, default 0.5) in turn; the first value is the reading of the original model, taken
+    before the first batch."""
     seq = iter(values)
+    accs = iter(val_accs if val_accs is not None else [0.5] * len(values))
 
     def fake_call(self, m):
-        return {"val_acc": 0.5, "mia": 0.5, "mia_auc": 0.5, "fs": next(seq)}
+        self.last_losses = (np.linspace(0.1, 2.0, 40), np.linspace(0.2, 2.2, 40))
+        return {"val_acc": next(accs), "mia": 0.5, "mia_auc": 0.5, "fs": next(seq)}
 
     monkeypatch.setattr(dlfd_mod.DLFDMonitor, "__call__", fake_call)
 
 
 def test_dynamic_switch_fires_only_below_the_threshold(splits, model, monkeypatch):
     kw = dict(profile="smoke", device="cpu", threshold_mode="absolute", forget_threshold=0.15,
-              max_fs=0.12, batch_size=8, monitor_every=1)  # 6 batches, 6 monitors
+              max_fs=0.12, batch_size=8, monitor_every=1)  # 6 batches, 6 monitors (+ the start)
     # never below 0.15: it must not switch (a switch that always fires fails here)
-    _inject_fs(monkeypatch, [0.30, 0.20, 0.16, 0.15, 0.40, 0.25])
-    res = unlearn("dlfd", model, splits, **kw)
+    _inject_fs(monkeypatch, [0.5, 0.30, 0.20, 0.16, 0.15, 0.40, 0.25])
+    res = unlearn("dlfd", model, splits, fallback="lowest_fs", **kw)
     assert (res.history["mode"] == "perturb").all() and res.info["switched_at_batch"] is None
     assert res.info["selection_rule"] == "lowest_fs" and res.info["selected_fs"] == 0.15
+    assert res.info["fs_start"] == 0.5 and len(res.history) == 6  # the start is no candidate
     # below at the third monitor: perturbation stops from the next batch on, and for good
-    _inject_fs(monkeypatch, [0.30, 0.20, 0.10, 0.40, 0.40, 0.40])
+    _inject_fs(monkeypatch, [0.5, 0.30, 0.20, 0.10, 0.40, 0.40, 0.40])
     res = unlearn("dlfd", model, splits, **kw)
     h = res.history
     assert list(h["mode"]) == ["perturb"] * 3 + ["plain"] * 3
@@ -189,7 +266,7 @@ def test_dynamic_switch_fires_only_below_the_threshold(splits, model, monkeypatc
     assert res.info["selected_batch"] == int(h["batch"].iloc[2]) and res.info["selected_fs"] == 0.10
     assert np.isnan(h["ot"].iloc[3:]).all() and np.isfinite(h["ot"].iloc[:3]).all()
     # the released loop re-checks in plain mode and perturbs again once FS rises above it
-    _inject_fs(monkeypatch, [0.30, 0.10, 0.40, 0.10, 0.12, 0.10])
+    _inject_fs(monkeypatch, [0.5, 0.30, 0.10, 0.40, 0.10, 0.12, 0.10])
     res = unlearn("dlfd", model, splits, reperturb=True, **kw)
     h = res.history
     assert list(h["mode"]) == ["perturb", "perturb", "plain", "perturb", "plain", "plain"]

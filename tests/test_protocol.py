@@ -164,6 +164,44 @@ def test_paired_bootstrap_and_verdicts():
     assert paired_bootstrap([0.1, 0.2, 0.3], seed=4) == paired_bootstrap([0.1, 0.2, 0.3], seed=4)
 
 
+def test_paired_t_interval_and_p_match_scipy():
+    from scipy import stats as st
+    from dlfd_lib.stats import paired_t
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5, 8):
+        a, b = rng.normal(0.6, 0.05, n), rng.normal(0.58, 0.05, n)
+        t = paired_t(a - b)
+        ref = st.ttest_rel(a, b)
+        lo, hi = st.t.interval(0.95, df=n - 1, loc=np.mean(a - b), scale=st.sem(a - b))
+        assert t["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert (t["lo"], t["hi"]) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+        assert t["n"] == n
+    # 5 seeds: the t interval is wider than the percentile bootstrap's (the reason it decides)
+    d = [0.02, 0.05, -0.01, 0.04, 0.03]
+    t, b = paired_t(d), paired_bootstrap(d, seed=0)
+    assert t["lo"] < b["lo"] and t["hi"] > b["hi"]
+    assert np.isnan(paired_t([0.1])["lo"]) and paired_t([0.1])["n"] == 1
+
+
+def test_holm_adjustment_by_hand_and_by_its_definition():
+    from dlfd_lib.stats import holm
+    # textbook: p = .01, .04, .03, .005 (m = 4) -> sorted .005 .01 .03 .04 -> x4 x3 x2 x1
+    # = .02 .03 .06 .04 -> running max .02 .03 .06 .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    got = holm([0.2, np.nan, 0.9, 0.5])  # NaN is no comparison: m = 3
+    assert np.isnan(got[1]) and got[[0, 2, 3]] == pytest.approx([0.6, 1.0, 1.0])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, 7)
+        order = np.argsort(p)
+        m = len(p)
+        ref = np.empty(m)
+        for i, idx in enumerate(order):
+            ref[idx] = min(1.0, max((m - j) * p[order[j]] for j in range(i + 1)))
+        assert holm(p) == pytest.approx(ref)
+        assert (holm(p) >= p).all()
+
+
 def test_paired_table_pairs_by_seed():
     # the seed effect (+0.2 per seed) dominates the spread; the pairs differ by exactly +0.01
     rows = pd.DataFrame([{"seed": s, "model": m, "test_acc": 0.2 * s + (0.01 if m == "a" else 0.0)}
@@ -171,6 +209,14 @@ def test_paired_table_pairs_by_seed():
     t = paired_table(rows, metrics=("test_acc",), n_boot=2000).set_index("model")
     assert t.loc["a", "diff"] == pytest.approx(0.01) and t.loc["a", "verdict"] == "better"
     assert t.loc["a", "n_seeds"] == 5
+    # the t interval decides; the bootstrap interval and Holm's p sit beside it
+    assert {"boot_lo", "boot_hi", "p", "p_holm"} <= set(t.columns)
+    rows2 = pd.DataFrame([{"seed": s, "model": m, "test_acc": 0.2 * s + off + 0.01 * ((s * 7 + k) % 3)}
+                          for s in range(5) for k, (m, off) in enumerate((("dlfd", 0), ("a", 0.02), ("b", 0.0)))])
+    t2 = paired_table(rows2, metrics=("test_acc",), n_boot=2000).set_index("model")
+    from dlfd_lib.stats import holm
+    assert list(t2["p_holm"]) == pytest.approx(list(holm(t2["p"].to_numpy())))
+    assert (t2["p_holm"] >= t2["p"]).all()
     with pytest.raises(KeyError, match="baseline"):
         paired_table(rows, baseline="nope")
 
@@ -184,6 +230,27 @@ def test_mia_sampling_sd_shrinks_with_more_samples():
 
 # ---------------------------------------------------------------------------------------------
 # fronts
+def test_hypervolume_by_hand():
+    from dlfd_lib.fronts import HV_REFERENCE, hypervolume, hypervolumes
+    assert HV_REFERENCE == (0.5, 0.0)
+    one = pd.DataFrame({"abs_mia_gap": [0.1], "test_acc": [0.6]})
+    assert hypervolume(one) == pytest.approx(0.4 * 0.6)
+    # two front points and a dominated one: 0.4*0.5 + (0.5-0.2)*(0.6-0.5) ... as strips:
+    # x in [0.1, 0.2): height 0.5; x in [0.2, 0.5): height 0.6
+    pts = pd.DataFrame({"abs_mia_gap": [0.2, 0.1, 0.3], "test_acc": [0.6, 0.5, 0.4]})
+    assert hypervolume(pts) == pytest.approx(0.1 * 0.5 + 0.3 * 0.6)
+    # a better point anywhere can only add area; points beyond the reference add none
+    more = pd.concat([pts, pd.DataFrame({"abs_mia_gap": [0.05], "test_acc": [0.55]})])
+    assert hypervolume(more) > hypervolume(pts)
+    beyond = pd.concat([pts, pd.DataFrame({"abs_mia_gap": [0.6, 0.0], "test_acc": [0.9, -0.1]})])
+    assert hypervolume(beyond) == pytest.approx(hypervolume(pts))
+    assert hypervolume(pts.iloc[:0]) == 0.0
+    rows = pd.concat([pts.assign(seed=0, model="a"), one.assign(seed=0, model="b"), one.assign(seed=1, model="a")])
+    hv = hypervolumes(rows).set_index(["seed", "model"])
+    assert hv.loc[(0, "a"), "hypervolume"] == pytest.approx(hypervolume(pts))
+    assert hv.loc[(1, "a"), "n_points"] == 1 and len(hv) == 3
+
+
 def test_pareto_fronts_and_leaders():
     pts = pd.DataFrame([
         {"model": "a", "abs_mia_gap": 0.01, "test_acc": 0.50}, {"model": "a", "abs_mia_gap": 0.05, "test_acc": 0.60},
@@ -216,12 +283,42 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     from dlfd_lib.protocol import ProtocolConfig, run_protocol
 
     monkeypatch.setenv("DLFD_CACHE", str(tmp_path / "cache"))
+    import dlfd_lib.unlearn.dlfd as dlfd_mod
+    monkeypatch.setattr(dlfd_mod, "ABLATIONS", {k: dlfd_mod.ABLATIONS[k] for k in
+                                                ("DLFD (paper)", "no perturbation (K = 0)", "no OT term")})
     cfg = ProtocolConfig(tuning_seeds=[7], eval_seeds=[0, 1], n_trials=2, n_strengths=1, mia_boot=2,
                          n_mia=1, n_boot=500, methods=["dlfd", "neggrad"],
-                         fixed={"dlfd": {"max_steps": 2}, "neggrad": {"max_steps": 2}}, collapse=True)
+                         fixed={"dlfd": {"max_steps": 2}, "neggrad": {"max_steps": 2}}, collapse=True,
+                         ablations=True, ulira_k=2)
     kw = dict(config=cfg, device="cpu", ckpt_dir=tmp_path / "ckpt", progress=False, log=None)
-    r = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
+    stages = []
+    r = run_protocol(_tiny_profile(), tmp_path / "out", on_stage=stages.append, **kw)
     rows = r["rows"]
+    # provenance: every stage handed over and timed; every store entry says where it was computed
+    assert stages == ["tune dlfd", "tune neggrad", "evaluate seed 0", "evaluate seed 1", "ablations seed 0",
+                      "ablations seed 1", "per-example test seed 0", "statistics"]
+    timed = json.loads((tmp_path / "out" / "stages.json").read_text())
+    assert [t["stage"] for t in timed] == stages[:-1] and all(t["seconds"] > 0 for t in timed)
+    entry = json.loads(next((tmp_path / "out" / "store").glob("eval-dlfd-*.json")).read_text())
+    prov = entry["provenance"]
+    assert prov["precision"] == "float32" and prov["torch"] == torch.__version__ and prov["cpu"]
+    assert entry["key"]["numbers"] == proto.NUMBERS_VERSION and "git" in prov and "cpu_flags" in prov
+    # the fronts as one number per front seed and method, paired against DLFD
+    hv = r["hypervolume"]
+    assert sorted(map(tuple, hv[["seed", "model"]].to_numpy().tolist())) == [(0, "dlfd"), (0, "neggrad"), (1, "dlfd"), (1, "neggrad")]
+    assert (hv["hypervolume"] >= 0).all() and (hv["n_points"] >= 2).all()
+    assert list(r["hypervolume_paired"]["model"]) == ["neggrad"]
+    # the ablations: every variant on every evaluation seed, on top of DLFD's tuned setting; the
+    # paper's row is the tuned DLFD's own evaluation, and the others are paired against it
+    ab = r["ablations"]
+    assert sorted(map(tuple, ab[~ab["model"].isin(["original", "retrained"])][["seed", "model"]].to_numpy().tolist())) == \
+        sorted((s, m) for s in (0, 1) for m in ("DLFD (paper)", "no perturbation (K = 0)", "no OT term"))
+    paper = ab[ab["model"] == "DLFD (paper)"].set_index("seed")["test_acc"]
+    assert paper.to_dict() == rows[rows["model"] == "dlfd"].set_index("seed")["test_acc"].to_dict()
+    assert set(r["ablations_paired"]["model"]) == {"no perturbation (K = 0)", "no OT term"}
+    # the per-example test of every model on the first evaluation seed
+    assert {"original", "retrained", "dlfd", "neggrad"} <= set(r["ulira"]["model"])
+    assert len(list((tmp_path / "ckpt").glob("*-retrained-seed100[01]-*.pt"))) == 2  # its K = 2 references
     assert set(rows["model"]) == {"original", "retrained", "dlfd", "neggrad"}
     assert sorted(set(rows["seed"])) == [0, 1] and 7 not in set(rows["seed"])  # tuning seed never evaluated
     assert {"avg_gap", "abs_mia_gap", "mia_sampling_sd", "nomus"} <= set(rows.columns)
@@ -252,8 +349,11 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     monkeypatch.setattr(train_mod, "train_model", lambda *a, **k: pytest.fail("retrained a reference"))
     again = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
     assert not calls and len(list((tmp_path / "out" / "store").glob("*.json"))) == n_files
+    assert json.loads((tmp_path / "out" / "stages.json").read_text()) == timed  # nothing computed, nothing timed
     pd.testing.assert_frame_equal(again["rows"], rows)
     pd.testing.assert_frame_equal(again["collapse"], col)
+    pd.testing.assert_frame_equal(again["ablations"], ab)
+    pd.testing.assert_frame_equal(again["ulira"], r["ulira"])
     assert again["tuned"] == r["tuned"]
 
     # the store alone is enough: without the checkpoints (a store copied to another machine)
@@ -293,4 +393,41 @@ def test_protocol_config_rejects_overlapping_seeds():
         ProtocolConfig(tuning_seeds=[0], eval_seeds=[0, 1])
     with pytest.raises(KeyError, match="unknown protocol setting"):
         ProtocolConfig.from_profile({"protocol": {"n_trails": 3}})
-    assert strength_values("dlfd", 3) == [0.9, 0.5, 0.2] and strength_values("dlfd", 0) == []
+    assert strength_values("dlfd", 3) == [0.9, 0.5, 0.3] and strength_values("dlfd", 0) == []
+
+
+def test_the_protocol_command_gives_the_verdict_tables_for_your_own_folder(tmp_path, monkeypatch, capsys):
+    """`benchmarks/unlearning_quality.py --dataset folder --data-root ... --data-options ...` runs
+    the whole protocol on an image-folder tree (people in the file names) and writes the same
+    files as on the synthetic faces; the report reads them back."""
+    import importlib.util
+    from test_datasets_real import make_tree
+
+    monkeypatch.setenv("DLFD_CACHE", str(tmp_path / "cache"))
+    make_tree(tmp_path / "faces", people=20, per_person=4)
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    out = tmp_path / "verdict"
+    options = {"identity_regex": r"/(p\d+)_", "val_frac": 0.2, "test_frac": 0.2, "image_size": 32}
+    load("unlearning_quality").main([
+        "--profile", "smoke", "--dataset", "folder", "--data-root", str(tmp_path / "faces"),
+        "--data-options", json.dumps(options), "--task", "animals", "--methods", "dlfd", "neggrad",
+        "--trials", "1", "--seeds", "0", "1", "--strengths", "1", "--device", "cpu",
+        "--ckpt-dir", str(tmp_path / "ckpt"), "--out-dir", str(out)])
+    run = json.loads((out / "protocol.json").read_text())
+    assert run["dataset"] == "folder" and run["task"] == "animals"
+    rows = pd.DataFrame(run["rows"])
+    assert set(rows["model"]) == {"original", "retrained", "dlfd", "neggrad"} and sorted(set(rows["seed"])) == [0, 1]
+    assert (rows["test_acc"].between(0, 1)).all()
+    # the checkpoints name the folder dataset, not the synthetic faces
+    assert all("folder" in p.name or "animals" in p.name for p in (tmp_path / "ckpt").glob("*.pt"))
+    capsys.readouterr()
+    load("protocol_report").main(["--out-dir", str(out)])
+    assert "| **DLFD** |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        load("unlearning_quality").main(["--data-options", "not json", "--out-dir", str(out)])

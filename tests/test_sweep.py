@@ -18,8 +18,8 @@ import torch
 
 pytestmark = pytest.mark.xdist_group("ray_sweep")  # one worker, one Ray for the whole file
 
-SEEDS = [0, 1]
-METHODS = ["neggrad", "finetune"]
+SEEDS = [0]
+METHODS = ["neggrad", "finetune", "random_label"]
 
 
 def _profile():
@@ -38,6 +38,13 @@ def _spec(**kw):
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     return tmp_path_factory.mktemp("sweep-data")
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory):
+    """One checkpoints folder for the module's Ray sweeps: the tuning test reuses the first
+    test's reference models of seed 0 instead of training them again."""
+    return tmp_path_factory.mktemp("sweep-ckpt")
 
 
 @pytest.fixture(scope="module")
@@ -71,65 +78,54 @@ def _same_numbers(a: pd.DataFrame, b: pd.DataFrame):
                                   b.drop(columns="seconds").reset_index(drop=True), check_exact=True)
 
 
-def test_a_two_worker_ray_sweep_gives_the_sequential_numbers(ray_local, sequential, data_root, tmp_path):
-    from dlfd_lib.sweep import run_sweep, sweep_tag
-    res = run_sweep(_spec(data_root=str(data_root)), tmp_path / "out", profile=_profile(),
-                    ckpt_dir=tmp_path / "ckpt", device="cpu", log=None)
-    assert res["failed"] == {} and res["blocked"] == []
-    assert res["ran"] == 2 * len(SEEDS) + len(SEEDS) * len(METHODS) and res["skipped"] == 0
-    assert "Ray" in res["record"]["runner"]
-    _same_numbers(res["rows"], sequential)
-    # the files notebook 03 writes, read back as a notebook would
-    csv = tmp_path / "out" / f"03_benchmark_rows_{sweep_tag(_spec())}.csv"
-    assert csv.is_file() and res["paths"][0] == csv
-    _same_numbers(pd.read_csv(csv), pd.read_csv(io.StringIO(sequential.to_csv(index=False))))
-    # each reference model trained once, each unlearned model saved once, all distinct files
-    ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))
-    assert len(ckpts) == 2 * len(SEEDS) + len(SEEDS) * len(METHODS)
-    # the same command again: nothing to do, the same rows
-    again = run_sweep(_spec(data_root=str(data_root)), tmp_path / "out", profile=_profile(),
-                      ckpt_dir=tmp_path / "ckpt", device="cpu", log=None)
-    assert again["ran"] == 0 and again["skipped"] == len(SEEDS) * (2 + len(METHODS))
-    pd.testing.assert_frame_equal(again["rows"], res["rows"])
-
-
-def test_a_killed_and_a_failing_job_are_redone_on_rerun_with_nothing_lost(ray_local, sequential, data_root,
-                                                                          tmp_path, monkeypatch):
-    from dlfd_lib.sweep import FAULTS_ENV, run_sweep
+def test_a_ray_sweep_redoes_a_killed_job_reports_a_failed_one_and_gives_the_sequential_numbers(
+        ray_local, sequential, data_root, ckpt_dir, tmp_path, monkeypatch):
+    """One sweep on a local Ray with two workers: one job kills its own worker half-way, another
+    raises, the third goes on. The rerun redoes exactly those two, and the rows (every one made
+    by a Ray job at one thread) equal the in-process run_benchmark's, bitwise."""
+    from dlfd_lib.sweep import FAULTS_ENV, run_sweep, sweep_tag
     faults = tmp_path / "faults.json"
-    # seed 1's NegGrad job kills its own worker half-way (its model is saved, its row is not);
-    # seed 0's fine-tune job raises at the same point
-    faults.write_text(json.dumps({"row-seed1-neggrad": "exit", "row-seed0-finetune": "raise"}))
+    # NegGrad's job kills its own worker half-way (its model is saved, its row is not);
+    # fine-tune's job raises at the same point; Random-Label's job is left alone
+    faults.write_text(json.dumps({"row-seed0-neggrad": "exit", "row-seed0-finetune": "raise"}))
     monkeypatch.setenv(FAULTS_ENV, str(faults))
-    kw = dict(profile=_profile(), ckpt_dir=tmp_path / "ckpt", device="cpu", retries=0)
+    kw = dict(profile=_profile(), ckpt_dir=ckpt_dir, device="cpu", retries=0)
     messages = []
     first = run_sweep(_spec(data_root=str(data_root)), tmp_path / "out", log=messages.append, **kw)
-    assert first["rows"] is None
-    assert sorted(first["failed"]) == ["row-seed0-finetune", "row-seed1-neggrad"]
+    assert first["rows"] is None and "Ray" in first["record"]["runner"]
+    assert sorted(first["failed"]) == ["row-seed0-finetune", "row-seed0-neggrad"]
     assert "fault injected into job row-seed0-finetune" in first["failed"]["row-seed0-finetune"]
-    assert "Worker" in first["failed"]["row-seed1-neggrad"] or "died" in first["failed"]["row-seed1-neggrad"]
+    assert "Worker" in first["failed"]["row-seed0-neggrad"] or "died" in first["failed"]["row-seed0-neggrad"]
     # reported with its parameters and traceback, while the other jobs went on
     report = json.loads((tmp_path / "out" / "failures" / "row-seed0-finetune.json").read_text())
     assert report["job"] == "row-seed0-finetune" and 'File "' in report["traceback"]
     assert "RuntimeError: fault injected" in report["traceback"]
     assert report["params"]["seed"] == 0 and report["params"]["method"] == "finetune"
-    assert any(m.startswith("FAILED row-seed1-neggrad") for m in messages)
+    assert any(m.startswith("FAILED row-seed0-neggrad") for m in messages)
     done = sorted(p.stem for p in (tmp_path / "out" / "jobs").glob("*.json"))
-    assert done == ["ref-seed0-original", "ref-seed0-retrained", "ref-seed1-original", "ref-seed1-retrained",
-                    "row-seed0-neggrad", "row-seed1-finetune"]
+    assert done == ["ref-seed0-original", "ref-seed0-retrained", "row-seed0-random_label"]
 
     second = run_sweep(_spec(data_root=str(data_root)), tmp_path / "out", log=None, **kw)  # faults fired once
-    assert second["failed"] == {} and second["ran"] == 2 and second["skipped"] == 6
+    assert second["failed"] == {} and second["ran"] == 2 and second["skipped"] == 3
     rows = second["rows"]
     assert not rows.duplicated(["seed", "model"]).any() and len(rows) == len(SEEDS) * (2 + len(METHODS))
     _same_numbers(rows, sequential)
+    # the files notebook 03 writes, read back as a notebook would
+    csv = tmp_path / "out" / f"03_benchmark_rows_{sweep_tag(_spec())}.csv"
+    assert csv.is_file() and second["paths"][0] == csv
+    _same_numbers(pd.read_csv(csv), pd.read_csv(io.StringIO(sequential.to_csv(index=False))))
     assert not list((tmp_path / "out" / "failures").glob("*.json"))
-    leftovers = [p for p in tmp_path.rglob("*.tmp")]
+    leftovers = [p for p in tmp_path.rglob("*.tmp")] + [p for p in ckpt_dir.rglob("*.tmp")]
     assert leftovers == [], leftovers
-    # the cut-off jobs reused the models they had saved before dying: one file per model
-    assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 2 * len(SEEDS) + len(SEEDS) * len(METHODS)
-    for job in ("row-seed1-neggrad", "row-seed0-finetune"):
+    # each model trained or unlearned once, one file each; the cut-off jobs reused the models
+    # they had saved before dying
+    assert len(list(ckpt_dir.glob("*.pt"))) == 2 * len(SEEDS) + len(SEEDS) * len(METHODS)
+    for job in ("row-seed0-neggrad", "row-seed0-finetune"):
         assert json.loads((tmp_path / "out" / "jobs" / f"{job}.json").read_text())["result"]["reused"]
+    # the same command again: nothing to do, the same rows
+    again = run_sweep(_spec(data_root=str(data_root)), tmp_path / "out", log=None, **kw)
+    assert again["ran"] == 0 and again["skipped"] == len(SEEDS) * (2 + len(METHODS))
+    pd.testing.assert_frame_equal(again["rows"], rows)
 
 
 def test_without_ray_the_command_says_how_to_install_it_and_no_ray_still_runs(sequential, data_root, tmp_path,
@@ -142,16 +138,16 @@ def test_without_ray_the_command_says_how_to_install_it_and_no_ray_still_runs(se
     err = capsys.readouterr().err
     assert code == 2 and "pip install -e '.[ray]'" in err and "--no-ray" in err
     assert not list((tmp_path / "cli-ckpt").glob("*.pt"))  # it stopped before any work
-    # the sequential path needs no Ray: one seed, the same numbers as run_benchmark's
+    # the sequential path needs no Ray: one method, the same numbers as run_benchmark's
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        res = run_sweep(_spec(seeds=[1], data_root=str(data_root)), tmp_path / "out", profile=_profile(),
+        res = run_sweep(_spec(methods=["neggrad"], data_root=str(data_root)), tmp_path / "out", profile=_profile(),
                         ckpt_dir=tmp_path / "ckpt", device="cpu", use_ray=False, log=None)
     finally:
         torch.set_num_threads(before)
     assert res["record"]["runner"] == "this process"
-    _same_numbers(res["rows"], sequential[sequential["seed"] == 1])
+    _same_numbers(res["rows"], sequential[sequential["model"].isin(["original", "retrained", "neggrad"])])
 
 
 def test_a_results_folder_refuses_a_sweep_of_other_settings(tmp_path):
@@ -167,7 +163,8 @@ def test_a_results_folder_refuses_a_sweep_of_other_settings(tmp_path):
         SweepSpec("smoke", seeds=[0], methods=["nope"])
 
 
-def test_the_protocols_optuna_tuning_runs_through_the_sweep_with_the_same_trials(ray_local, data_root, tmp_path):
+def test_the_protocols_optuna_tuning_runs_through_the_sweep_with_the_same_trials(ray_local, data_root, ckpt_dir,
+                                                                                 tmp_path):
     """Two trials of one study asked at once and run as parallel Ray jobs: the same trials,
     scores and chosen setting as the protocol's sequential tuner (both are TPE's seeded start-up
     trials), written in the protocol's layout; the rows then use the chosen setting."""
@@ -176,7 +173,7 @@ def test_the_protocols_optuna_tuning_runs_through_the_sweep_with_the_same_trials
     from dlfd_lib.unlearn import method_defaults
     spec = _spec(seeds=[0], methods=["neggrad"], n_trials=2, tuning_seeds=[100], n_mia=1, trial_batch=2,
                  data_root=str(data_root))
-    res = run_sweep(spec, tmp_path / "sweep", profile=_profile(), ckpt_dir=tmp_path / "ckpt", device="cpu", log=None)
+    res = run_sweep(spec, tmp_path / "sweep", profile=_profile(), ckpt_dir=ckpt_dir, device="cpu", log=None)
     assert res["failed"] == {} and res["rows"] is not None
     assert len(list((tmp_path / "sweep" / "store").glob("tune-neggrad-*.json"))) == 2
     cfg = ProtocolConfig(tuning_seeds=[100], eval_seeds=[0], n_trials=2, n_strengths=0, mia_boot=0, n_mia=1,
@@ -185,7 +182,7 @@ def test_the_protocols_optuna_tuning_runs_through_the_sweep_with_the_same_trials
     torch.set_num_threads(1)
     try:  # the same reference models (same checkpoints folder), its own store: every trial recomputed
         run_protocol(_profile(), tmp_path / "protocol", cfg, data_root=str(data_root), device="cpu",
-                     ckpt_dir=tmp_path / "ckpt", progress=False, log=None)
+                     ckpt_dir=ckpt_dir, progress=False, log=None)
     finally:
         torch.set_num_threads(before)
     ours = json.loads((tmp_path / "sweep" / "tuning" / "neggrad.json").read_text())
