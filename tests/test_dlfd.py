@@ -357,3 +357,26 @@ def test_train_eval_modes_paper_vs_released(splits, model, monkeypatch):
             forget_threshold=-1.0, eval_after_first_monitor=True)
     k = 2  # smoke: K = 2 steps per batch, first monitor after batch 2 (monitor_every = 2)
     assert seen == [True] * (2 * k) + [False] * (2 * k), seen
+
+
+def test_replaying_the_history_gives_the_runs_switch_and_kept_state(splits, model, monkeypatch):
+    """Notebook 03 recomputes the switch and the kept state from the monitored history: with the
+    absolute thresholds the run used (relative mode: fractions of the original's FS), the replay
+    must agree with the run – with the hyperparameters' relative values it would not."""
+    from dlfd_lib.unlearn.dlfd import replay_selection
+    kw = dict(profile="smoke", device="cpu", threshold_mode="relative", forget_threshold=0.5, max_fs=0.7,
+              batch_size=8, monitor_every=1)
+    _inject_fs(monkeypatch, [0.20, 0.30, 0.12, 0.05, 0.40, 0.40, 0.40], [0.5, 0.6, 0.55, 0.4, 0.7, 0.7, 0.7])
+    res = unlearn("dlfd", model, splits, **kw)
+    again = replay_selection(res.history, res.info)
+    assert again == {k: res.info[k] for k in ("switched_at_batch", "selected_batch", "selection_rule")}
+    assert again["switched_at_batch"] == int(res.history["batch"].iloc[2]) + 1
+    wrong = replay_selection(res.history, {**res.info, "forget_threshold_used": 0.5, "max_fs_used": 0.7})
+    assert wrong["switched_at_batch"] != res.info["switched_at_batch"]  # the relative values read as FS
+    monkeypatch.undo()
+    # a real run (no injected monitor): the replay agrees too, whatever the monitor read
+    for fb in ("val_nomus", "lowest_fs"):
+        res = unlearn("dlfd", model, splits, profile="smoke", device="cpu", batch_size=8, monitor_every=1,
+                      fallback=fb, seed=1)
+        assert replay_selection(res.history, res.info) == {
+            k: res.info[k] for k in ("switched_at_batch", "selected_batch", "selection_rule")}

@@ -378,7 +378,8 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     paired_md = report.paired_markdown(r["paired"])
     p = r["paired"].set_index(["model", "metric"]).loc[("neggrad", "abs_mia_gap")]
     ng_line = next(line for line in paired_md.splitlines() if line.startswith("| NegGrad |"))
-    assert f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] {p['verdict']}" == ng_line.split(" | ")[2]
+    assert f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] {p['verdict']}, p_Holm {report._p(p['p_holm'])}" \
+        == ng_line.split(" | ")[2]
     collapse_md = report.collapse_markdown(col)
     c = col[col["model"] == "neggrad"]["probe_acc"]
     ng_line = next(line for line in collapse_md.splitlines() if line.startswith("| NegGrad |"))

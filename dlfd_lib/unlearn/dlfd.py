@@ -161,7 +161,7 @@ from .registry import register
 
 __all__ = ["dlfd", "Perturbation", "DLFDMonitor", "retain_weight", "select_checkpoint",
            "valid_range", "retain_by_person", "RELEASED_SWITCHES", "ABLATIONS", "ablation_variants",
-           "DLFDHparams", "DLFDReleasedHparams", "FALLBACKS"]
+           "DLFDHparams", "DLFDReleasedHparams", "FALLBACKS", "replay_selection"]
 
 #: The released-code switches and their value under ``released_code=True``.
 RELEASED_SWITCHES = {"ot_on_clean": True, "clamp01": True, "eval_after_first_monitor": True,
@@ -260,6 +260,24 @@ def select_checkpoint(records: Sequence[dict], max_fs: float, fallback: str = "l
         return best, "val_nomus"
     best = min(range(len(records)), key=lambda i: (records[i]["fs"], i))
     return best, "lowest_fs"
+
+
+def replay_selection(history, info: dict) -> dict:
+    """Recompute, from a run's monitored ``history`` (a DataFrame or records) and its ``info``,
+    where the dynamic switch fired and which state was kept – with the *absolute* thresholds the
+    run applied (``forget_threshold_used``, ``max_fs_used``: in relative mode the hyperparameters
+    are fractions of ``fs_original``) and its ``fallback``. Returns ``dict(switched_at_batch,
+    selected_batch, selection_rule)``, which must equal the run's own (a check that the run did
+    what its history says)."""
+    records = history.to_dict("records") if hasattr(history, "to_dict") else list(history)
+    switched = None
+    if info.get("hparams", {}).get("dynamic", True):
+        for r in records:
+            if r["fs"] < info["forget_threshold_used"]:
+                switched = int(r["batch"]) + 1  # plain CE from the next batch on
+                break
+    kept, rule = select_checkpoint(records, info["max_fs_used"], info.get("fallback", "lowest_fs"))
+    return {"switched_at_batch": switched, "selected_batch": int(records[kept]["batch"]), "selection_rule": rule}
 
 
 def valid_range(mean: Sequence[float], std: Sequence[float], device: torch.device
@@ -498,12 +516,13 @@ class DLFDHparams:
         # lower lr (the quick original ends its one-cycle schedule at lr ~0, so lr 0.01
         # fine-tuning costs accuracy); thresholds relative to the original's monitored FS, as the
         # paper's 0.15 / 0.09 are to MUFAC's 0.19. The monitor reads all forget images against
-        # all of its validation half (~190 against ~320 images): its FS sampling sd (~0.024,
-        # info monitor_fs_sd) is then a third or less of the switch threshold. Starting values
-        # only: the protocol tunes them (dlfd_lib.tuning, SEARCH_SPACE below) on validation data.
+        # all of its validation half (~320 against ~320 images): its FS sampling sd (~0.02,
+        # info monitor_fs_sd) is then a third or less of the switch threshold; every 4 batches
+        # (~10 monitors an epoch; each is an MIA fit over 10 splits). Starting values only: the
+        # protocol tunes them (dlfd_lib.tuning, SEARCH_SPACE below) on validation data.
         "quick": {"lr": 0.005, "w_f": 3.0, "w_t0": 0.0, "w_t1": 1.0, "K": 8, "alpha": 0.1,
                   "threshold_mode": "relative", "forget_threshold": 0.5, "max_fs": 0.4,
-                  "batch_size": 32, "monitor_every": 3, "monitor_size": None, "val_size": None},
+                  "batch_size": 32, "monitor_every": 4, "monitor_size": None, "val_size": None},
         # tests: seconds
         "smoke": {"lr": 0.01, "K": 2, "batch_size": 16, "monitor_every": 2, "monitor_size": 24,
                   "val_size": 24, "eval_batch_size": 64, "threshold_mode": "relative",
