@@ -19,7 +19,9 @@ baselines?" the way a reviewer would accept:
 
 Provenance: every store entry records the kit's commit, the CPU (model and its vector flags), the
 precision, torch's version and the thread count (:func:`run_provenance`), and ``stages.json``
-the wall time of each stage (each method's tuning, each evaluation seed, the statistics).
+the wall time of each stage that computed something (each method's tuning, each evaluation seed,
+the ablations of each seed, the per-example test; the statistics, recomputed from the store at
+every call in seconds, are not recorded).
 :data:`NUMBERS_VERSION` is part of every key (and the precision is part of the reference
 checkpoints' names, which are in the keys), so a store written by code whose numbers differ, or in
 another precision, is never mixed into a seed: that seed is redone whole. ``on_stage`` is called
@@ -532,8 +534,10 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     grouped = rows_df.groupby("model", sort=False)[cols]
     summary = pd.concat([grouped.mean(), grouped.std(ddof=1).add_suffix("_sd")], axis=1)
     summary["n_seeds"] = rows_df.groupby("model", sort=False)["seed"].nunique()
-    paired = (paired_table(rows_df[~rows_df["model"].isin(["original"])], baseline=cfg.baseline,
-                           n_boot=cfg.n_boot, seed=0)
+    # the methods against the baseline: one Holm family per metric (the references are no competitors)
+    rivals = [m for m in methods if m != cfg.baseline]
+    paired = (paired_table(rows_df[rows_df["model"].isin(methods)], baseline=cfg.baseline,
+                           n_boot=cfg.n_boot, seed=0, models=rivals)
               if cfg.baseline in methods else pd.DataFrame())
     noise = float(rows_df[rows_df["model"].isin(methods)].groupby("model")["test_acc"].std(ddof=1).median()) \
         if len(cfg.eval_seeds) > 1 else None
@@ -542,11 +546,15 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     front_seeds = cfg.eval_seeds if cfg.n_front_seeds is None else cfg.eval_seeds[:cfg.n_front_seeds]
     swept = sweep_df[sweep_df["seed"].isin(front_seeds)]
     hv = hypervolumes(swept) if len(swept) else pd.DataFrame(columns=["seed", "model", "hypervolume", "n_points"])
-    hv_paired = (paired_table(hv, baseline=cfg.baseline, metrics=("hypervolume",), n_boot=cfg.n_boot, seed=0)
+    # only fronts of the same kind are compared: methods swept over their strength (front_methods)
+    swept_rivals = [m for m in rivals if cfg.front_methods is None or m in cfg.front_methods] \
+        if cfg.baseline in methods else []
+    hv_paired = (paired_table(hv, baseline=cfg.baseline, metrics=("hypervolume",), n_boot=cfg.n_boot, seed=0,
+                              models=[m for m in swept_rivals if m in set(hv["model"])])
                  if cfg.baseline in set(hv.get("model", [])) else pd.DataFrame())
     collapse_df = pd.DataFrame(collapse_rows)
-    collapse_paired = (paired_table(collapse_df[collapse_df["model"] != "original"], baseline=cfg.baseline,
-                                    metrics=COLLAPSE_PAIRED, n_boot=cfg.n_boot, seed=0)
+    collapse_paired = (paired_table(collapse_df[collapse_df["model"].isin(methods)], baseline=cfg.baseline,
+                                    metrics=COLLAPSE_PAIRED, n_boot=cfg.n_boot, seed=0, models=rivals)
                        if cfg.collapse and cfg.baseline in methods else pd.DataFrame())
 
     out.mkdir(parents=True, exist_ok=True)

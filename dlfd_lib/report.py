@@ -302,7 +302,7 @@ def hypervolume_markdown(run: dict) -> str | None:
     ref = run.get("hv_reference", {"abs_mia_gap": 0.5, "test_acc": 0.0})
     lines = [f"Reference point: test accuracy {ref['test_acc']}, 1 − |MIA − MIA retrained| = "
              f"{1 - ref['abs_mia_gap']} (larger is better); one front per seed over "
-             f"{int(g['n_points'].median())} points (the strengths and the tuned setting), "
+             f"{int(hv['n_points'].median())} points (the strengths and the tuned setting), "
              f"{hv['seed'].nunique()} front seeds.", "",
              "| method | hypervolume | method − DLFD |", "|---|---|---|"]
     for m in mean.index:

@@ -188,10 +188,12 @@ def paired_table(rows: pd.DataFrame, baseline: str = "dlfd", metrics: Sequence[s
     return table
 
 
-def mia_sampling_sd(member_losses, nonmember_losses, n_boot: int = 30, seed: int = 0) -> float:
+def mia_sampling_sd(member_losses, nonmember_losses, n_boot: int = 30, seed: int = 0,
+                    balance: bool = True) -> float:
     """The sd of the paper's MIA (:func:`dlfd_lib.attacks.mia`) over ``n_boot`` bootstrap
     resamples of the member and non-member losses (each replicate with its own balancing and
-    CV seed): the attack's own sampling noise at these set sizes."""
+    CV seed): the attack's own sampling noise at these set sizes. ``balance=False``: the
+    unbalanced attack (the released DLFD monitor's)."""
     from .attacks import mia
     mem = np.asarray(member_losses, dtype=np.float64)
     non = np.asarray(nonmember_losses, dtype=np.float64)
@@ -202,5 +204,5 @@ def mia_sampling_sd(member_losses, nonmember_losses, n_boot: int = 30, seed: int
     for b in range(int(n_boot)):
         m = mem[rng.integers(0, len(mem), len(mem))]
         u = non[rng.integers(0, len(non), len(non))]
-        vals.append(mia(m, u, seed=int(rng.integers(2**31 - 1)))["mia"])
+        vals.append(mia(m, u, seed=int(rng.integers(2**31 - 1)), balance=balance)["mia"])
     return float(np.std(vals, ddof=1))

@@ -411,6 +411,7 @@ class _Tuner:
         from optuna.storages.journal import JournalFileBackend
         from optuna.trial import TrialState
 
+        from .tuning import study_name
         from .unlearn import method_search_space
         self.method, self.spec, self.folder = method, spec, folder
         self.space = method_search_space(method)
@@ -422,8 +423,8 @@ class _Tuner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._state = TrialState
         storage = JournalStorage(JournalFileBackend(str(folder / f"{method}.journal")))
-        self.study = optuna.create_study(study_name=method, storage=storage, direction="maximize",
-                                         load_if_exists=True)
+        self.study = optuna.create_study(study_name=study_name(method, self.space), storage=storage,
+                                         direction="maximize", load_if_exists=True)
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # cut off: not counted
             self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         startup = min(10, max(2, self.n_trials // 2))  # as tune_method

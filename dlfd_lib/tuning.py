@@ -57,6 +57,14 @@ OBJECTIVE = ("maximise 0.5*val_acc + 0.5*(1 - 2*|MIA_val - MIA_val(retrained)|),
 NUMBERS_VERSION = 2
 
 
+def study_name(method: str, space: dict) -> str:
+    """The Optuna study of ``method`` in its journal: named by the numbers version and a digest of
+    the search space, so that trials of an older space or of number-changing code are never
+    counted towards (or mixed into) a new study."""
+    digest = hashlib.sha1(json.dumps(to_jsonable(space), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{method}-v{NUMBERS_VERSION}-{digest}"
+
+
 class JsonStore:
     """A folder of small JSON files keyed by a hash of a JSON-able key: what the protocol keeps
     of every finished evaluation, so that a second run reuses it."""
@@ -182,8 +190,7 @@ def tune_method(method: str, evaluate_setting: Callable[[dict], float], space: d
         return out
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(folder / f"{method}.journal")))
-    study_name = f"{method}"
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+    study = optuna.create_study(study_name=study_name(method, space), storage=storage, direction="maximize",
                                 load_if_exists=True)
     # a run cut off mid-trial leaves it RUNNING: mark it failed (it does not count)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

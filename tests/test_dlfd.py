@@ -167,16 +167,20 @@ def test_the_kept_state_follows_the_fallback_in_the_loop(splits, model, monkeypa
               max_fs=0.01, batch_size=8, monitor_every=1)  # nothing ever qualifies
     fs = [0.2, 0.12, 0.10, 0.06, 0.09, 0.11, 0.13]
     acc = [0.6, 0.61, 0.45, 0.23, 0.52, 0.40, 0.38]
-    kept = {}
+    kept, weights = {}, {}
     for fb in ("lowest_fs", "last", "val_nomus"):
         _inject_fs(monkeypatch, fs, acc)
         res = unlearn("dlfd", model, splits, fallback=fb, **kw)
         kept[fb] = res.info["selected_batch"]
+        weights[fb] = [v.clone() for v in res.model.state_dict().values()]
         assert res.info["selection_rule"] == fb and res.info["fallback"] == fb
     h = res.history
     assert kept["lowest_fs"] == h["batch"].iloc[2] and kept["last"] == h["batch"].iloc[5]
     assert kept["val_nomus"] == h["batch"].iloc[0]
-    # the kept weights are the selected state's: the three picks give three different models
+    # the kept weights are the selected state's: the three picks give three different models (the
+    # same seed, so the runs are identical up to the kept state)
+    for a, b in (("lowest_fs", "last"), ("last", "val_nomus"), ("lowest_fs", "val_nomus")):
+        assert any(not torch.equal(x, y) for x, y in zip(weights[a], weights[b])), (a, b)
     with pytest.raises(ValueError, match="fallback"):
         unlearn("dlfd", model, splits, profile="smoke", device="cpu", fallback="best")
 

@@ -271,7 +271,7 @@ def replay_selection(history, info: dict) -> dict:
     what its history says)."""
     records = history.to_dict("records") if hasattr(history, "to_dict") else list(history)
     switched = None
-    if info.get("hparams", {}).get("dynamic", True):
+    if info.get("dynamic", info.get("hparams", {}).get("dynamic", True)):
         for r in records:
             if r["fs"] < info["forget_threshold_used"]:
                 switched = int(r["batch"]) + 1  # plain CE from the next batch on
@@ -433,7 +433,7 @@ class DLFDMonitor:
         from ..stats import mia_sampling_sd
         if getattr(self, "last_losses", None) is None:
             raise RuntimeError("fs_sampling_sd needs a monitored state: call the monitor first")
-        return mia_sampling_sd(*self.last_losses, n_boot=n_boot, seed=self.seed)
+        return mia_sampling_sd(*self.last_losses, n_boot=n_boot, seed=self.seed, balance=self.balance)
 
 
 def retain_by_person(splits) -> np.ndarray:
@@ -716,7 +716,7 @@ def dlfd(model: nn.Module, splits, hp: DLFDHparams, *, device: torch.device, see
             "n_monitors": len(records), "monitor_seconds": monitor_seconds, "switches": sw,
             "threshold_mode": hp.threshold_mode, "fs_original": fs_original,
             "forget_threshold_used": forget_threshold, "max_fs_used": max_fs,
-            "n_reperturb": n_reperturb, "feature_layer": hp.layer(), "fallback": hp.fallback,
+            "n_reperturb": n_reperturb, "feature_layer": hp.layer(), "fallback": hp.fallback, "dynamic": hp.dynamic,
             "fs_start": start["fs"], "val_acc_start": start["val_acc"], "monitor_fs_sd": fs_sd,
             "monitor_signal_ok": bool(fs_sd <= forget_threshold / 3) if fs_sd == fs_sd else None}
     return records, info
