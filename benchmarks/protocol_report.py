@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from dlfd_lib.report import (COLLAPSE, _p, ablation_markdown, attack_markdown, collapse_markdown,  # noqa: E402,F401
                              cost_markdown, hypervolume_markdown, intervals_markdown, label,
-                             paired_markdown, per_seed_table, points_markdown, readme_block,
+                             paired_markdown, pending_block, per_seed_table, points_markdown, readme_block,
                              summary_table, tuned_table, ulira_markdown, verdict_markdown, write_readme)
 
 
@@ -40,6 +40,9 @@ def main(argv=None):
     out = Path(args.out_dir)
     path = out / "protocol.json"
     if not path.exists():
+        if args.readme:
+            write_readme(Path(args.readme), pending_block())
+            print(f"{args.readme}: results block says the verdict's run has not finished")
         raise SystemExit(f"{path} does not exist: run `python benchmarks/unlearning_quality.py --out-dir {out}` "
                          "first (the protocol writes protocol.json when it finishes)")
     run = json.loads(path.read_text())

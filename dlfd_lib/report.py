@@ -21,7 +21,8 @@ import pandas as pd
 __all__ = ["LABELS", "label", "load_run", "summary_table", "per_seed_table", "paired_markdown",
            "intervals_markdown", "verdict_markdown", "cost_markdown", "attack_markdown",
            "collapse_markdown", "points_markdown", "hypervolume_markdown", "ablation_markdown",
-           "ulira_markdown", "provenance_line", "readme_block", "write_readme", "BEGIN", "END"]
+           "ulira_markdown", "provenance_line", "readme_block", "write_readme", "BEGIN", "END",
+           "pending_block", "VERDICT_DIR", "VERDICT_FIGURE"]
 
 LABELS = {"original": "original", "retrained": "retrained", "dlfd": "**DLFD**", "dlfd_released": "DLFD (released code)", "neggrad": "NegGrad",
           "neggrad_plus": "NegGrad+", "unsir": "UNSIR", "bad_teacher": "Bad Teacher", "scrub": "SCRUB",
@@ -348,6 +349,18 @@ def readme_block(run: dict, figure: str | None) -> str:
                   f"K = {run['config'].get('ulira_k')} retrained references)", "", u, ""]
     parts += ["### What the run cost", "", cost_markdown(run), "", END]
     return "\n".join(parts)
+
+
+#: where the README's results come from, and the fronts figure they show
+VERDICT_DIR = "results/quick"
+VERDICT_FIGURE = "figures/verdict_fronts_quick.png"
+
+
+def pending_block() -> str:
+    """The README's results block while the verdict's run has not finished: no numbers."""
+    return "\n".join([BEGIN, "", f"The verdict's run has not finished yet: `{VERDICT_DIR}/` holds the stages "
+                       "committed so far (`stages.json` lists them, with their wall times), and the same "
+                       "command continues it (see *The protocol*).", "", END])
 
 
 def write_readme(path: Path, block: str) -> bool:
