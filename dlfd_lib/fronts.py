@@ -62,14 +62,18 @@ def front_leaders(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_gap
     ``y`` each method reaches with ``x <= g``, the leader and its margin over the runner-up.
 
     Columns: ``budget``, ``leader``, ``best`` (its ``y``), ``runner_up``, ``margin``; methods with
-    no point within the budget do not compete there."""
+    no point within the budget do not compete there.
+
+    The default budgets are the front points' own ``x`` values, unrounded: a budget rounded to
+    fewer decimals than a point's gap would fall just below it and drop that point – a method's
+    own configured point among them – from the comparison at its own budget."""
     marked = mark_fronts(points, by, x, y)
     front = marked[marked["on_front"]]
     if budgets is None:
-        budgets = sorted(set(np.round(front[x].to_numpy(dtype=float), 6)))
+        budgets = np.unique(front[x].to_numpy(dtype=float))
     rows = []
     for g in budgets:
-        within = front[front[x] <= g + 1e-12]
+        within = front[front[x] <= g]
         if within.empty:
             continue
         best = within.groupby(by)[y].max().sort_values(ascending=False)
@@ -87,6 +91,7 @@ def describe_fronts(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_g
     leaders = front_leaders(points, by, x, y)
     if leaders.empty:
         return ["no front points to compare"]
+    front_pts = mark_fronts(points, by, x, y)
     lines = []
     start = 0
     for i in range(1, len(leaders) + 1):
@@ -104,10 +109,23 @@ def describe_fronts(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_g
                     tail += f" (within the seed spread {noise:.3f}: cannot tell)"
             else:
                 tail = "the only method with a point there"
-            lines.append(f"{rng}: {who}'s front is highest (test accuracy up to "
-                         f"{seg['best'].max():.3f}), {tail}")
+            top = float(seg["best"].max())
+            lines.append(f"{rng}: {who}'s front is highest (test accuracy up to {top:.3f}"
+                         f"{_which_point(front_pts, by, who, y, top)}), {tail}")
             start = i
     return lines
+
+
+def _which_point(points: pd.DataFrame, by: str, who: str, y: str, value: float) -> str:
+    """", its configured point" / ", a swept strength, not its configured point" for the point of
+    ``who`` with ``y == value`` – so a sentence about a front's best never passes a sweep point off
+    as the method's own setting; "" when the points carry no ``setting`` column."""
+    if "setting" not in points:
+        return ""
+    hit = points[(points[by] == who) & np.isclose(points[y].to_numpy(dtype=float), value)]
+    if hit.empty:
+        return ""
+    return ", its configured point" if (hit["setting"] == "tuned").any() else ", a swept strength, not its configured point"
 
 
 def hypervolume(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc",

@@ -122,21 +122,29 @@ def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", 
 
 def plot_unlearning_history(history: pd.DataFrame, forget_threshold: float | None = None,
                             max_fs: float | None = None, selected_batch: int | None = None,
-                            title: str = "DLFD over its epoch") -> plt.Figure:
+                            title: str = "DLFD over its epoch", fs_original: float | None = None) -> plt.Figure:
     """The monitored course of an unlearning run (one row per monitor, ``batch`` on the x axis):
     validation accuracy and forgetting score; the OT distance and the cross-entropy; the retain
     weight. Batches trained in plain mode (after the dynamic switch) are shaded, the kept
-    checkpoint is marked."""
+    checkpoint is marked.
+
+    ``forget_threshold`` and ``max_fs`` are drawn on the forgetting-score axis, so they must be
+    the absolute values the run applied (info ``forget_threshold_used`` / ``max_fs_used``). With
+    ``fs_original`` (relative mode: the original model's monitored FS) the legend says which
+    fraction of it each line is."""
     h = history.reset_index(drop=True)
+
+    def rel(v):
+        return f" = {v / fs_original:.2f} × original FS" if fs_original else ""
     x = h["batch"] + 1
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     ax = axes[0]
     ax.plot(x, h["val_acc"], marker="o", ms=3, label="validation accuracy")
     ax.plot(x, h["fs"], marker="o", ms=3, label="forgetting score |MIA-0.5|")
     if forget_threshold is not None:
-        ax.axhline(forget_threshold, ls=":", color="tab:orange", label="switch threshold")
+        ax.axhline(forget_threshold, ls=":", color="tab:orange", label=f"switch threshold{rel(forget_threshold)}")
     if max_fs is not None:
-        ax.axhline(max_fs, ls="--", color="tab:orange", lw=1, label="max FS kept")
+        ax.axhline(max_fs, ls="--", color="tab:orange", lw=1, label=f"max FS kept{rel(max_fs)}")
     if selected_batch is not None:
         ax.axvline(selected_batch + 1, color="k", lw=1, label="kept checkpoint")
     ax.set(xlabel="retain batch", ylabel="value", title="utility and forgetting", ylim=(0, 1))
@@ -332,18 +340,25 @@ def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = 
 
 
 def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc",
-                reference: Mapping[str, float] | None = None, highlight: str = "dlfd") -> plt.Figure:
+                reference: Mapping[str, float] | None = None, highlight: str = "dlfd",
+                tuned: Sequence[str] | None = None) -> plt.Figure:
     """Trade-off fronts (:mod:`dlfd_lib.fronts`): every evaluated setting of every method as a
-    point (mean over the evaluation seeds; hollow: dominated within its own method; a ring: the
-    tuned setting), and each method's Pareto front as a step line. Up and left is better: more
-    test accuracy at a smaller gap to the retrained model's MIA. ``reference`` (e.g. the
-    retrained model's mean test accuracy as ``{"test_acc": ...}``) is drawn as a dashed line."""
+    point (hollow: dominated within its own method; a ring: the method's configured setting), and
+    each method's Pareto front as a step line. Up and left is better: more test accuracy at a
+    smaller gap to the retrained model's MIA. ``reference`` (e.g. the retrained model's mean test
+    accuracy as ``{"test_acc": ...}``) is drawn as a dashed line.
+
+    The words follow the points: the title says "mean over N seeds" only when the points are
+    means over N > 1 seeds (``n_seeds``), and the ring is called *tuned* only for the methods in
+    ``tuned`` (None: every configured point counts as tuned, as in a finished protocol run)."""
     from .fronts import mark_fronts
 
     pts = points if "on_front" in points else mark_fronts(points, x=x, y=y)
     models = list(dict.fromkeys(pts["model"]))
+    tuned_set = set(models) if tuned is None else set(tuned)
     palette = dict(zip(models, color_palette("tab10" if len(models) <= 10 else "tab20", len(models))))
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    ring_kinds = set()
     for m in models:
         part = pts[pts["model"] == m]
         c = palette[m]
@@ -354,13 +369,21 @@ def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc
         dom = part[~part["on_front"]]
         ax.scatter(dom[x], dom[y], facecolors="none", edgecolors=c, s=30, zorder=3)
         if "setting" in part:
-            tuned = part[part["setting"] == "tuned"]
-            ax.scatter(tuned[x], tuned[y], facecolors="none", edgecolors="k", s=120, lw=1.2, zorder=4)
+            conf = part[part["setting"] == "tuned"]
+            if len(conf):
+                is_tuned = m in tuned_set
+                ring_kinds.add(is_tuned)
+                ax.scatter(conf[x], conf[y], facecolors="none", edgecolors="k", s=120, lw=1.2, zorder=4,
+                           linestyle="-" if is_tuned else "--")
     if reference and y in reference:
         ax.axhline(reference[y], color="k", ls="--", lw=1, label="retrained model")
+    n = int(pts["n_seeds"].max()) if "n_seeds" in pts and len(pts) else 1
+    seeds = f"mean over {n} evaluation seeds" if n > 1 else "one seed"
+    ring = {frozenset({True}): "ring = tuned setting", frozenset({False}): "dashed ring = declared defaults (not tuned)",
+            frozenset({True, False}): "ring = tuned setting, dashed ring = declared defaults"}.get(frozenset(ring_kinds))
     ax.set(xlabel="|MIA − MIA of the retrained model| (lower: closer to retraining)",
            ylabel="test accuracy (higher: keeps its skill)",
-           title="trade-off fronts (mean over evaluation seeds; ring = tuned setting)")
+           title=f"trade-off fronts ({seeds}" + (f"; {ring})" if ring else ")"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
     fig.tight_layout()
