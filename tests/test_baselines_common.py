@@ -75,3 +75,31 @@ def test_nan_stops_with_clear_error(splits, model):
     for name in ("finetune", "neggrad"):
         with pytest.raises(FloatingPointError, match="diverged"):
             unlearn(name, bad, splits, profile="smoke", device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("value, message", [(float("nan"), "became non-finite"),
+                                            (float("inf"), "became non-finite"),
+                                            (3e38, "grew so large")])
+def test_the_finite_watch_names_the_first_bad_step(value, message):
+    from dlfd_lib.unlearn.registry import _FiniteWatch
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with _FiniteWatch("toy", net, every=100) as watch:
+        for step in range(1, 6):
+            if step == 3:
+                with torch.no_grad():
+                    net[1].weight.fill_(value)  # [value, value]: 3e38 + 3e38 overflows, each is finite
+            opt.zero_grad()
+            net(torch.ones(1, 3)).sum().backward()
+            opt.step()
+        with pytest.raises(FloatingPointError, match=rf"{message}.* at optimiser step 3"):
+            watch.check()
+    clean = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(clean.parameters(), lr=0.1)
+    with _FiniteWatch("toy", clean, every=2) as watch:
+        for _ in range(4):
+            opt.zero_grad()
+            clean(torch.ones(1, 3)).sum().backward()
+            opt.step()
+        watch.check()  # nothing to report
+        assert watch.steps == 4
