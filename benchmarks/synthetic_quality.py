@@ -12,7 +12,7 @@ kit asks of its default data, each row's mean over the seeds on target and no se
   like unseen people to it).
 
     python benchmarks/synthetic_quality.py --profile quick --seeds 0 1 2 3 4 --out runs/quality.json
-    python benchmarks/synthetic_quality.py --from-json runs/quality.json   # the README's table
+    python benchmarks/synthetic_quality.py --from-json runs/quality.json   # the performance page's table (docs/performance.md)
 
 Checkpoints go to a scratch folder (``--ckpt-dir``), so they are reused by reruns; extra
 ``--data key=value`` / ``--train key=value`` pairs override the profile (for tuning).
@@ -57,7 +57,7 @@ ROWS = [("orig_train_acc", "original: accuracy on its own training images (eval 
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """The README's table: each target row's bound, mean, sd and per-seed values."""
+    """The performance page's table (docs/performance.md): each target row's bound, mean, sd and per-seed values."""
     seeds = list(df.index)
     lines = [f"| | target | mean | sd | per seed {' / '.join(map(str, seeds))} | |", "|---|---|---|---|---|---|"]
     for key, text in ROWS:
@@ -86,7 +86,7 @@ def main(argv=None):
                     help="which reference models to train (tuning: just 'original')")
     ap.add_argument("--out", default=None, help="write the per-seed rows as JSON here")
     ap.add_argument("--from-json", default=None,
-                    help="train nothing: print the targets and the README's table from an earlier --out")
+                    help="train nothing: print the targets and the performance page's table (docs/performance.md) from an earlier --out")
     args = ap.parse_args(argv)
     if args.from_json:
         df = pd.read_json(args.from_json).set_index("seed")

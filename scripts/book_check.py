@@ -1,9 +1,11 @@
 """Real-browser check of the rendered book (``make book``): every page in headless Chromium.
 
-For the front page, the teacher's guide and every chapter it checks, with nothing mocked:
+For the front page, the teacher's guide, the other documentation pages (``docs/``) and every
+chapter it checks, with nothing mocked:
 
 * the page loads (HTTP 200 from a local static server) and raises no JavaScript error;
 * nothing is fetched from outside localhost (the site must work offline; MathJax is bundled);
+* documentation pages have a title (``h1``), and every image they show was decoded;
 * chapters show no error output (no ``Traceback`` in any output), contain figures that the
   browser decoded (``img`` with a natural width > 0) and rendered equations (MathJax's
   ``mjx-container``), and their exercises' answers are present but folded (closed
@@ -53,11 +55,16 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 def pages(html: Path) -> list[str]:
-    """The site's pages, relative to ``html``: the front page, the guide, the chapters in order."""
+    """The site's pages, relative to ``html``: the front page, the teacher's guide, the other
+    documentation pages (``docs/*.md``), the chapters in order."""
     chapters = sorted(p.relative_to(html).as_posix() for p in (html / "notebooks").glob("[0-9][0-9]_*.html"))
     if not chapters:
         raise BookCheckFailed(f"no chapters under {html / 'notebooks'}: run `make book` first")
-    return ["index.html", "teachers_guide.html", *chapters]
+    docs = sorted(p.stem for p in (ROOT / "docs").glob("*.md") if p.stem != "teachers_guide")
+    missing = [d for d in ["teachers_guide", *docs] if not (html / f"{d}.html").is_file()]
+    if missing:
+        raise BookCheckFailed(f"documentation pages missing from the book: {missing}")
+    return ["index.html", "teachers_guide.html", *(f"{d}.html" for d in docs), *chapters]
 
 
 def check_page(page, url: str, rel: str, out: Path) -> dict:
@@ -74,6 +81,14 @@ def check_page(page, url: str, rel: str, out: Path) -> dict:
         raise BookCheckFailed(f"{rel}: HTTP {None if resp is None else resp.status}")
     page.wait_for_timeout(500)
     info = {"page": rel, "title": page.title()}
+    if rel != "index.html" and not rel.startswith("notebooks/"):  # a documentation page
+        info["heading"] = (page.inner_text("h1") if page.query_selector("h1") else "").strip()
+        if not info["heading"]:
+            problems.append("no title (h1)")
+        imgs = page.eval_on_selector_all("img[src*='_images/']", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
+        info["figures"] = sum(1 for w in imgs if w)
+        if info["figures"] < len(imgs):
+            problems.append(f"images: {info['figures']} of {len(imgs)} decoded")
     if rel.startswith("notebooks/"):
         page.wait_for_function("() => !document.querySelector('.math') || document.querySelector('mjx-container')",
                                timeout=30_000)

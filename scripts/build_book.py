@@ -8,8 +8,9 @@ Steps:
 
 1. check that every ``notebooks/NN_*.ipynb`` has an executed copy in the runs folder (else it
    stops and says to run ``make demo``), and that none holds an error output;
-2. copy the book's pages (``book/``: ``conf.py``, the front page, the teacher's guide) and a
-   prepared copy of each executed notebook into a scratch source folder
+2. copy the book's own pages (``book/``: ``conf.py``, the front page), the documentation pages
+   (``docs/*.md`` with their images, the teacher's guide among them; the front page's toctree
+   lists them) and a prepared copy of each executed notebook into a scratch source folder
    (``book/_build/src``): cells whose source is hidden in JupyterLab
    (``metadata.jupyter.source_hidden``, the exercises' answers) become folded ``<details>``
    blocks; ipywidgets outputs, which need a live kernel, become a note saying so (they would
@@ -33,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
+DOCS = ROOT / "docs"
+#: the book's own files, copied beside the documentation pages
+BOOK_FILES = ("conf.py", "index.md", "favicon.svg")
 MATHJAX_SPEC = "mathjax@3.2.2"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("<p class=\"widget-note\"><em>An interactive ipywidgets explorer is displayed here "
@@ -46,6 +50,26 @@ class BookError(RuntimeError):
 
 def notebook_names() -> list[str]:
     return sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def doc_pages() -> list[str]:
+    """The documentation pages (``docs/*.md``) by name without ``.md``; the book renders each one
+    at its top level, beside the front page (``<name>.html``)."""
+    return sorted(p.stem for p in DOCS.glob("*.md"))
+
+
+def copy_docs(work: Path) -> list[str]:
+    """Copy ``docs/*.md`` and ``docs/img/`` into the book's source folder ``work`` (top level, so
+    that the pages' links to each other and to ``img/`` work in the book as in the repository);
+    a page whose name collides with one of the book's own files is a BookError."""
+    names = doc_pages()
+    for name in names:
+        if f"{name}.md" in BOOK_FILES:
+            raise BookError(f"docs/{name}.md collides with book/{name}.md: rename the page")
+        shutil.copy2(DOCS / f"{name}.md", work / f"{name}.md")
+    if (DOCS / "img").is_dir():
+        shutil.copytree(DOCS / "img", work / "img")
+    return names
 
 
 def fold_hidden(cell: dict) -> dict:
@@ -144,8 +168,9 @@ def build(runs: Path, out: Path, work: Path, profile: str | None = None, mathjax
     if work.exists():
         shutil.rmtree(work)
     (work / "notebooks").mkdir(parents=True)
-    for page in ("conf.py", "index.md", "teachers_guide.md", "favicon.svg"):
+    for page in BOOK_FILES:
         shutil.copy2(BOOK / page, work / page)
+    copy_docs(work)
     for name, nb in nbs.items():
         (work / "notebooks" / name).write_text(json.dumps(prepare_notebook(nb), indent=1))
     provenance = runs / "provenance.json"

@@ -106,6 +106,31 @@ def test_collect_names_what_is_missing_or_broken(tmp_path):
         book.collect(runs)
 
 
+def test_every_docs_page_is_in_the_books_table_of_contents():
+    """The front page's toctrees list every docs/*.md page once (Sphinx would otherwise build an
+    orphan page, or stop at a missing one)."""
+    index = (ROOT / "book" / "index.md").read_text()
+    entries = []
+    for block in re.findall(r"```\{toctree\}\n(.*?)```", index, re.S):
+        if ":glob:" not in block:
+            entries += [line.strip() for line in block.splitlines() if line.strip() and not line.startswith(":")]
+    assert sorted(entries) == book.doc_pages()
+    assert "teachers_guide" in entries
+
+
+def test_docs_pages_land_beside_the_front_page_with_their_links_and_images(tmp_path):
+    """What build() hands to Sphinx: the docs pages at the top of the source folder, so that their
+    relative links (to each other, to img/) resolve in the book as they do in the repository."""
+    names = book.copy_docs(tmp_path)
+    assert names == book.doc_pages() and {"teachers_guide", "protocol", "performance"} <= set(names)
+    for name in names:
+        text = (tmp_path / f"{name}.md").read_text()
+        assert text.startswith("# "), f"docs/{name}.md must open with its title"
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", text):
+            if not re.match(r"[a-z]+:", target):
+                assert (tmp_path / target).exists(), f"docs/{name}.md links to {target}, missing in the book"
+
+
 @pytest.mark.browser
 def test_book_builds_and_every_page_renders_in_chromium(tmp_path):
     """Builds the book from DLFD_BOOK_RUNS, else runs/quick (the last `make demo`), else a fresh
@@ -132,6 +157,10 @@ def test_book_builds_and_every_page_renders_in_chromium(tmp_path):
     assert proc.returncode == 0, f"book check failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     pages = json.loads(proc.stdout[:proc.stdout.rindex("]") + 1])
     assert [p["page"] for p in pages][:2] == ["index.html", "teachers_guide.html"]
+    docs = {p["page"]: p for p in pages if not p["page"].startswith("notebooks/") and p["page"] != "index.html"}
+    assert set(docs) == {f"{name}.html" for name in book.doc_pages()}
+    assert all(p["heading"] for p in docs.values())
+    assert docs["dlfd.html"]["figures"] >= 1  # the schematic (docs/img/) reaches the book
     chapters = [p for p in pages if p["page"].startswith("notebooks/")]
     assert len(chapters) == len(NOTEBOOKS)
     assert all(p["figures"] > 0 and p["answers"] >= 3 for p in chapters)
