@@ -90,7 +90,8 @@ def main(argv=None):
         from dlfd_lib.plots import plot_fronts
 
         ref = {"test_acc": float(rows.loc[rows["model"] == "retrained", "test_acc"].mean())}
-        fig = plot_fronts(points, reference=ref)
+        # the ring says "tuned" only for methods the protocol tuned (a method without a search space runs at its defaults)
+        fig = plot_fronts(points, reference=ref, tuned=[m for m, hp in run.get("tuned", {}).items() if hp])
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=130, bbox_inches="tight")
         print(f"\nfronts drawn to {args.figure}")
