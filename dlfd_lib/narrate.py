@@ -455,7 +455,7 @@ def fronts_report(points: pd.DataFrame, tuned: Iterable[str] = (), x: str = "abs
     pts = points if "on_front" in points else mark_fronts(points, x=x, y=y)
     tuned = set(tuned)
     n = int(pts["n_seeds"].max()) if "n_seeds" in pts else 1
-    per_point = f"each point the mean over {n} seeds" if n > 1 else f"each point from one seed – {ONE_SEED}"
+    per_point = f"each point the mean over {n} seeds" if n > 1 else ONE_SEED
     lines = [f"Each method's configured point beside the best point of its strength sweep ({per_point}):", ""]
     for m, part in pts.groupby("model", sort=False):
         conf = part[part["setting"] == "tuned"] if "setting" in part else part.iloc[:0]
