@@ -492,12 +492,17 @@ def committed_source(run: Mapping, folder: str = "") -> str:
 
 
 def committed_paired_words(run: Mapping | None, key: str, model: str, metric: str, better: str, worse: str,
-                           folder: str = "") -> str:
+                           folder: str = "", match: Mapping[str, str] | None = None) -> str:
     """One paired comparison of the committed verdict (``run[key]``: e.g. ``"ablations_paired"``,
     ``"collapse_paired"``, ``"paired"``) in words, labelled with its source; says so when the
-    verdict or the row is missing."""
+    verdict or the row is missing, or when the verdict is about other data than ``match``
+    (e.g. ``{"dataset": "synthetic", "task": "age"}``, this run's)."""
     if not run:
         return "the committed verdict has not been written yet (no protocol.json): nothing to compare with"
+    other = {k: run.get(k) for k, v in (match or {}).items() if run.get(k) != v}
+    if other:
+        return (f"{committed_source(run, folder)} is about {', '.join(f'{k} {v!r}' for k, v in other.items())}, "
+                f"not this run's {', '.join(f'{match[k]!r}' for k in other)}: not comparable")
     table = pd.DataFrame(run.get(key) or [])
     if table.empty:
         return f"{committed_source(run, folder)} has no {key}"

@@ -134,6 +134,9 @@ def test_committed_numbers_carry_their_source():
                                  "n_seeds": 5, "verdict": "cannot tell"}]}
     text = committed_paired_words(run, "ablations_paired", "no OT term", "nomus", "a", "b", folder="results/quick")
     assert "commit 0123456789" in text and "[0, 1, 2, 3, 4]" in text and "cannot tell" in text
+    run["dataset"] = "synthetic"
+    assert "not comparable" in committed_paired_words(run, "ablations_paired", "no OT term", "nomus", "a", "b",
+                                                      match={"dataset": "mufac"})
 
 
 def test_zigzag_words_counts_turns():
