@@ -152,7 +152,8 @@ def test_run_notebooks_succeeds_and_records_provenance(ok_dir, tmp_path):
 
 
 def test_private_kernel_when_no_kernelspec_runs_this_python(ok_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "_runs_this_python", lambda argv0: False)
+    from dlfd_lib.notebook_run import kernel
+    monkeypatch.setattr(kernel, "_runs_this_python", lambda argv0: False)
     before = os.environ.get("JUPYTER_PATH")
     record = run_notebooks("smoke", notebooks_dir=ok_dir, out_dir=tmp_path / "out", seed=7,
                            device="cpu", parameters={"factor": 3}, progress_bar=False)
