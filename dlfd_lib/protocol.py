@@ -57,7 +57,8 @@ from .inference import extract_all
 from .metrics import evaluate
 from .profiles import Profile, get_profile
 from .stats import add_reference_gaps, mia_sampling_sd, paired_table
-from .tuning import NUMBERS_VERSION, JsonStore, OBJECTIVE, reference_mia_val, tune_method, validation_objective
+from .store import NUMBERS_VERSION, JsonStore
+from .tuning import OBJECTIVE, reference_mia_val, tune_method, validation_objective
 from .unlearn import available_methods, method_defaults, method_search_space, method_strength, unlearn
 from .utils import resolve_device, save_json
 

@@ -184,7 +184,8 @@ def _data_job(ctx, seed):
 
 def _reference_job(ctx, seed, role, job_id, key, evaluate_it, target_n_mia):
     from .train import TrainConfig, train_or_load
-    from .tuning import NUMBERS_VERSION, JsonStore, reference_mia_val
+    from .store import NUMBERS_VERSION, JsonStore
+    from .tuning import reference_mia_val
     splits = _splits(ctx, seed)
     model, meta = train_or_load(role, splits, TrainConfig.from_profile(ctx["profile"]), seed=seed,
                                 device=ctx["device"], ckpt_dir=ctx["ckpt_dir"], progress=False)
@@ -216,7 +217,8 @@ def _row_job(ctx, seed, label, method, hparams, job_id, key):
 
 
 def _tune_job(ctx, seed, method, hparams, store_key, n_mia, job_id):
-    from .tuning import NUMBERS_VERSION, JsonStore, validation_objective
+    from .store import NUMBERS_VERSION, JsonStore
+    from .tuning import validation_objective
     from .unlearn import unlearn
     store = JsonStore(Path(ctx["out_dir"]) / "store")
     val = store.get(store_key, prefix=f"tune-{method}-")
@@ -499,7 +501,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
     from .profiles import get_profile
     from .stats import add_reference_gaps
     from .unlearn import method_defaults
-    from .tuning import NUMBERS_VERSION
+    from .store import NUMBERS_VERSION
     from .utils import save_json
 
     log = log or (lambda *a, **k: None)

@@ -41,6 +41,7 @@ import numpy as np
 from .attacks import mia
 from .data.view import tuning_validation
 from .inference import accuracy, predict
+from .store import NUMBERS_VERSION, JsonStore
 from .utils import save_json, to_jsonable
 
 __all__ = ["validation_objective", "objective_score", "suggest", "tune_method", "load_tuned",
@@ -51,59 +52,12 @@ OBJECTIVE = ("maximise 0.5*val_acc + 0.5*(1 - 2*|MIA_val - MIA_val(retrained)|),
              "of the validation people (forget vs validation for the MIA), mean over tuning seeds")
 
 
-#: Bump when a change to the code alters the protocol's numbers: it is part of every store key
-#: (dlfd_lib.protocol, dlfd_lib.sweep), so entries computed before the change are recomputed, never
-#: mixed with newer ones.
-NUMBERS_VERSION = 2
-
-
 def study_name(method: str, space: dict) -> str:
     """The Optuna study of ``method`` in its journal: named by the numbers version and a digest of
     the search space, so that trials of an older space or of number-changing code are never
     counted towards (or mixed into) a new study."""
     digest = hashlib.sha1(json.dumps(to_jsonable(space), sort_keys=True).encode()).hexdigest()[:10]
     return f"{method}-v{NUMBERS_VERSION}-{digest}"
-
-
-class JsonStore:
-    """A folder of small JSON files keyed by a hash of a JSON-able key: what the protocol keeps
-    of every finished evaluation, so that a second run reuses it."""
-
-    def __init__(self, folder: str | Path, provenance: dict | None = None):
-        self.folder = Path(folder)
-        #: written beside every new entry (not part of its key): where and how it was computed
-        self.provenance = provenance
-
-    @staticmethod
-    def digest(key: dict) -> str:
-        return hashlib.sha1(json.dumps(to_jsonable(key), sort_keys=True).encode()).hexdigest()[:16]
-
-    def path(self, key: dict, prefix: str = "") -> Path:
-        return self.folder / f"{prefix}{self.digest(key)}.json"
-
-    def get(self, key: dict, prefix: str = ""):
-        p = self.path(key, prefix)
-        if not p.exists():
-            return None
-        data = json.loads(p.read_text())
-        return data["value"] if data.get("key") == to_jsonable(key) else None
-
-    def put(self, key: dict, value, prefix: str = ""):
-        entry = {"key": to_jsonable(key), "value": to_jsonable(value)}
-        if self.provenance is not None:
-            entry["provenance"] = to_jsonable(self.provenance)
-        save_json(entry, self.path(key, prefix))
-        return value
-
-    def entries(self, prefix: str = "") -> list[dict]:
-        """Every entry (key, value and provenance where recorded) whose file name starts with
-        ``prefix``, in file-name order."""
-        if not self.folder.is_dir():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.folder.glob(f"{prefix}*.json"))]
-
-    def __len__(self) -> int:
-        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
 
 
 def objective_score(val_acc: float, mia_gap: float) -> float:
