@@ -409,11 +409,9 @@ class _Tuner:
 
     def __init__(self, method, spec: SweepSpec, folder: Path):
         import optuna
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
         from optuna.trial import TrialState
 
-        from .tuning import study_name
+        from .tuning import open_study
         from .unlearn import method_search_space
         self.method, self.spec, self.folder = method, spec, folder
         self.space = method_search_space(method)
@@ -424,11 +422,7 @@ class _Tuner:
             return
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._state = TrialState
-        storage = JournalStorage(JournalFileBackend(str(folder / f"{method}.journal")))
-        self.study = optuna.create_study(study_name=study_name(method, self.space), storage=storage,
-                                         direction="maximize", load_if_exists=True)
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # cut off: not counted
-            self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        self.study = open_study(folder, method, self.space)  # a RUNNING trial of a cut-off run: not counted
         startup = min(10, max(2, self.n_trials // 2))  # as tune_method
         self.study.sampler = optuna.samplers.TPESampler(seed=int(spec.tuning_seeds[0]) + self.complete(),
                                                         n_startup_trials=startup)

@@ -90,6 +90,27 @@ def reference_mia_val(retrained, splits, device=None, seed: int = 0, n_mia: int 
     return _val_numbers(retrained, splits, device, seed, n_mia)["mia_val"]
 
 
+def open_study(folder: str | Path, method: str, space: dict):
+    """``method``'s Optuna study in ``<folder>/<method>.journal`` (:func:`study_name`), created
+    if absent. An existing study is loaded, not re-created, so that resuming appends nothing to
+    the journal; a trial left RUNNING by a run that was cut off is marked failed (it does not
+    count)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    storage = JournalStorage(JournalFileBackend(str(Path(folder) / f"{method}.journal")))
+    name = study_name(method, space)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return study
+
+
 def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     """Hyperparameters for one Optuna ``trial`` from a method's declared ``space`` (constants are
     passed through)."""
@@ -128,8 +149,6 @@ def tune_method(method: str, evaluate_setting: Callable[[dict], float], space: d
     finished trial: number, params, value, state).
     """
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
 
     folder = Path(folder)
@@ -143,12 +162,7 @@ def tune_method(method: str, evaluate_setting: Callable[[dict], float], space: d
         save_json(out, result_path)
         return out
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(folder / f"{method}.journal")))
-    study = optuna.create_study(study_name=study_name(method, space), storage=storage, direction="maximize",
-                                load_if_exists=True)
-    # a run cut off mid-trial leaves it RUNNING: mark it failed (it does not count)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    study = open_study(folder, method, space)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if done < n_trials:
         startup = min(10, max(2, n_trials // 2))

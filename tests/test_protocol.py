@@ -432,3 +432,26 @@ def test_the_protocol_command_gives_the_verdict_tables_for_your_own_folder(tmp_p
     assert "| **DLFD** |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         load("unlearning_quality").main(["--data-options", "not json", "--out-dir", str(out)])
+
+
+def test_a_resumed_tuning_study_adds_nothing_to_its_journal(tmp_path):
+    """Resuming a finished study loads it: the journal (committed with the verdict) is unchanged,
+    the trials are the same; a RUNNING trial of a cut-off run is marked failed."""
+    from optuna.trial import TrialState
+
+    from dlfd_lib.tuning import open_study
+    space = {"lr": (1e-3, 1e-1, "log")}
+    study = open_study(tmp_path, "toy", space)
+    for v in (0.3, 0.6):
+        t = study.ask()
+        study.tell(t, v)
+    cut = study.ask()  # left RUNNING, as by a killed run
+    journal = tmp_path / "toy.journal"
+    before = journal.read_bytes()
+    again = open_study(tmp_path, "toy", space)
+    assert [t.value for t in again.get_trials(states=(TrialState.COMPLETE,))] == [0.3, 0.6]
+    assert again.trials[cut.number].state == TrialState.FAIL
+    after = journal.read_bytes()
+    assert after.startswith(before) and b'"op_code":0' not in after[len(before):]  # no second "create study"
+    third = open_study(tmp_path, "toy", space)
+    assert journal.read_bytes() == after and len(third.trials) == 3
