@@ -183,13 +183,10 @@ def verdict_markdown(run: dict) -> str:
     seeds = sorted(set(rows["seed"]))
     methods = [m for m in dict.fromkeys(rows["model"]) if m not in ("original", "retrained", "dlfd")]
     out = []
-    counts = {"more": 0, "less": 0, "tie": 0}
     for m in methods:
-        acc = _find(paired, m, "test_acc")
-        if acc is not None:
-            counts["less" if acc["verdict"] == "better" else "more" if acc["verdict"] == "worse" else "tie"] += 1
         parts = [
-            _who(acc, m, f"{label(m)} keeps more", "DLFD keeps more", "test accuracy at the tuned points"),
+            _who(_find(paired, m, "test_acc"), m, f"{label(m)} keeps more", "DLFD keeps more",
+                 "test accuracy at the tuned points"),
             _who(_find(paired, m, "abs_mia_gap"), m, f"{label(m)}'s MIA is closer to the retrained model's",
                  "DLFD's MIA is closer to the retrained model's", "|MIA − MIA retrained|"),
             _who(_find(hv, m, "hypervolume"), m, f"{label(m)}'s front is larger", "DLFD's front is larger",
@@ -201,12 +198,28 @@ def verdict_markdown(run: dict) -> str:
         ]
         g = f"Avg. Gap to the retrained model {gap.get(m, float('nan')):.3f} (DLFD {gap.get('dlfd', float('nan')):.3f})"
         out.append(f"- **{label(m)}** – " + "; ".join(parts) + f"; {g}.")
+
+    def tally(frame, metric, dlfd_wins, dlfd_loses):
+        """'DLFD <wins> N, <loses> M, cannot tell for K' over the methods (a method's 'worse' is DLFD's win)."""
+        calls = [None if (r := _find(frame, m, metric)) is None else r["verdict"] for m in methods]
+        n = [sum(c == v for c in calls) for v in ("worse", "better")]
+        tie = sum(c not in ("worse", "better") for c in calls)
+        return f"{dlfd_wins} {n[0]}, {dlfd_loses} {n[1]}, cannot tell for {tie}"
+
     head = (f"Against {len(methods)} methods, paired over {len(seeds)} evaluation seeds (each seed draws its own "
             f"data and trains its own original and retrained models, so the intervals cover the training seed "
-            f"too, not only reruns of one unlearning run): at the tuned points DLFD keeps more test accuracy "
-            f"than {counts['more']}, less than {counts['less']}, and for {counts['tie']} the 95 % interval "
-            f"crosses zero (cannot tell).")
-    return head + "\n\n" + "\n".join(out)
+            f"too, not only reruns of one unlearning run), counting the methods on each side of a 95 % interval "
+            f"that excludes zero:\n\n"
+            f"- **at matched forgetting** (the trade-off fronts' hypervolume): DLFD's front is "
+            + tally(hv, "hypervolume", "larger than", "smaller than") + ";\n"
+            "- **at the tuned points**, test accuracy: DLFD keeps "
+            + tally(paired, "test_acc", "more than", "less than") + ";\n"
+            "- **at the tuned points**, forgetting (|MIA − MIA of the retrained model|): DLFD is "
+            + tally(paired, "abs_mia_gap", "closer than", "further than") + ";\n"
+            "- **correlation collapse**, linear-probe accuracy: DLFD collapses "
+            + tally(cp, "probe_acc", "less than", "more than") + "; class silhouette: "
+            + tally(cp, "silhouette", "less than", "more than") + ".")
+    return head + "\n\nMethod by method (the difference is the method minus DLFD, with its 95 % t interval):\n\n" + "\n".join(out)
 
 
 def cost_markdown(run: dict) -> str:

@@ -29,3 +29,27 @@ def test_the_committed_store_holds_results_and_no_checkpoints():
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pt", ".pth", ".ckpt", ".npz")]
     assert sum(p.stat().st_size for p in files) < 5 * 2**20  # a few MB at most
+
+
+def test_the_verdicts_lead_counts_each_side_of_every_question():
+    """The lead of the verdict counts, per question, the methods DLFD beats, loses to and cannot be
+    told from – a method's 'worse' is DLFD's win, whatever the metric's direction."""
+    import pandas as pd
+
+    from dlfd_lib.report import verdict_markdown
+
+    def row(model, metric, verdict):
+        return {"model": model, "metric": metric, "verdict": verdict, "diff": 0.1, "lo": 0.05, "hi": 0.15}
+
+    rows = [{"model": m, "seed": s, "avg_gap": 0.1} for s in (0, 1) for m in ("original", "retrained", "dlfd", "a", "b", "c")]
+    run = {"rows": rows,
+           "paired": [row("a", "test_acc", "worse"), row("b", "test_acc", "worse"), row("c", "test_acc", "cannot tell"),
+                      row("a", "abs_mia_gap", "better"), row("b", "abs_mia_gap", "better"), row("c", "abs_mia_gap", "better")],
+           "hypervolume_paired": [row("a", "hypervolume", "cannot tell"), row("b", "hypervolume", "better")],
+           "collapse_paired": [row(m, k, "worse") for m in "abc" for k in ("probe_acc", "silhouette")]}
+    text = verdict_markdown(run)
+    assert "DLFD's front is larger than 0, smaller than 1, cannot tell for 2" in text  # c: not measured
+    assert "DLFD keeps more than 2, less than 0, cannot tell for 1" in text
+    assert "DLFD is closer than 0, further than 3, cannot tell for 0" in text
+    assert "DLFD collapses less than 3, more than 0, cannot tell for 0" in text
+    assert text.count("- **") == 4 + 3 and "paired over 2 evaluation seeds" in text
