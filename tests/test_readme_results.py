@@ -34,8 +34,6 @@ def test_the_committed_store_holds_results_and_no_checkpoints():
 def test_the_verdicts_lead_counts_each_side_of_every_question():
     """The lead of the verdict counts, per question, the methods DLFD beats, loses to and cannot be
     told from – a method's 'worse' is DLFD's win, whatever the metric's direction."""
-    import pandas as pd
-
     from dlfd_lib.report import verdict_markdown
 
     def row(model, metric, verdict):
