@@ -8,9 +8,10 @@ DLFD with their bootstrap intervals and verdicts, the four membership attacks (w
 :func:`dlfd_lib.fronts.describe_fronts`, the fronts' hypervolumes, the ablations and the
 per-example test (when the run had them), the verdict in plain words and the cost by stage.
 ``--figure`` also draws the fronts (:func:`dlfd_lib.plots.plot_fronts`); ``--readme README.md``
-rewrites the README's results block from the run. Nothing is recomputed: every number is the run's.
+rewrites the README's results block from the run and ``--page docs/verdict.md`` the whole verdict
+(by default beside the README: ``docs/verdict.md``). Nothing is recomputed: every number is the run's.
 
-    python benchmarks/protocol_report.py --out-dir results/quick --figure figures/verdict_fronts_quick.png --readme README.md
+    python benchmarks/protocol_report.py --out-dir results/quick --figure docs/img/verdict_fronts_quick.png --readme README.md
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from dlfd_lib.report import (COLLAPSE, _p, ablation_markdown, attack_markdown, collapse_markdown,  # noqa: E402,F401
                              cost_markdown, hypervolume_markdown, intervals_markdown, label,
-                             paired_markdown, pending_block, per_seed_table, points_markdown, readme_block,
-                             summary_table, tuned_table, ulira_markdown, verdict_markdown, write_readme)
+                             paired_markdown, pending_block, pending_page, per_seed_table, points_markdown,
+                             readme_block, summary_table, tuned_table, ulira_markdown, verdict_markdown,
+                             verdict_page, write_readme)
 
 
 def main(argv=None):
@@ -36,13 +38,19 @@ def main(argv=None):
     ap.add_argument("--figure", default=None, help="also save the trade-off fronts here (PNG/PDF)")
     ap.add_argument("--readme", default=None,
                     help="write the results block of this README (between its markers) from the run")
+    ap.add_argument("--page", default=None,
+                    help="write the whole verdict to this Markdown page (default with --readme: docs/verdict.md "
+                         "beside the README)")
     args = ap.parse_args(argv)
+    page = Path(args.page) if args.page else (Path(args.readme).parent / "docs" / "verdict.md" if args.readme else None)
     out = Path(args.out_dir)
     path = out / "protocol.json"
     if not path.exists():
         if args.readme:
             write_readme(Path(args.readme), pending_block())
             print(f"{args.readme}: results block says the verdict's run has not finished")
+        if page:
+            page.write_text(pending_page())
         raise SystemExit(f"{path} does not exist: run `python benchmarks/unlearning_quality.py --out-dir {out}` "
                          "first (the protocol writes protocol.json when it finishes)")
     run = json.loads(path.read_text())
@@ -99,6 +107,18 @@ def main(argv=None):
         figure = Path(args.figure).as_posix() if args.figure else None
         changed = write_readme(Path(args.readme), readme_block(run, figure))
         print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
+    if page:
+        # the figure's path as the page sees it (the page lives in docs/, the figure in docs/img/)
+        figure = Path(args.figure).resolve() if args.figure else None
+        rel = Path(_relative(figure, page.resolve().parent)).as_posix() if figure else None
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(verdict_page(run, rel))
+        print(f"{page}: the whole verdict written")
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+    return os.path.relpath(target, start)
 
 
 if __name__ == "__main__":

@@ -339,6 +339,25 @@ def plot_attack_gaps(table: pd.DataFrame, metric: str = "auc", reference: str = 
     return fig
 
 
+def _seeds_words(pts) -> str:
+    """How many seeds the fronts' points are means over, in words: "mean over 5 evaluation seeds",
+    "one seed", or, where the swept strengths ran on fewer seeds than the configured setting,
+    "swept strengths: mean over 3 seeds, configured setting: 5"."""
+    if "n_seeds" not in pts or not len(pts):
+        return "one seed"
+    def over(n):
+        return f"mean over {n} seeds" if n > 1 else "one seed"
+    counts = sorted({int(v) for v in pts["n_seeds"]})
+    if len(counts) == 1:
+        return f"mean over {counts[0]} evaluation seeds" if counts[0] > 1 else "one seed"
+    if "setting" in pts:
+        sw = sorted({int(v) for v in pts.loc[pts["setting"] != "tuned", "n_seeds"]})
+        tu = sorted({int(v) for v in pts.loc[pts["setting"] == "tuned", "n_seeds"]})
+        if len(sw) == 1 and len(tu) == 1:
+            return f"swept strengths: {over(sw[0])}, configured setting: {tu[0]}"
+    return f"means over {counts[0]} to {counts[-1]} seeds"
+
+
 def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc",
                 reference: Mapping[str, float] | None = None, highlight: str = "dlfd",
                 tuned: Sequence[str] | None = None) -> plt.Figure:
@@ -377,8 +396,7 @@ def plot_fronts(points: pd.DataFrame, x: str = "abs_mia_gap", y: str = "test_acc
                            linestyle="-" if is_tuned else "--")
     if reference and y in reference:
         ax.axhline(reference[y], color="k", ls="--", lw=1, label="retrained model")
-    n = int(pts["n_seeds"].max()) if "n_seeds" in pts and len(pts) else 1
-    seeds = f"mean over {n} evaluation seeds" if n > 1 else "one seed"
+    seeds = _seeds_words(pts)
     ring = {frozenset({True}): "ring = tuned setting", frozenset({False}): "dashed ring = declared defaults (not tuned)",
             frozenset({True, False}): "ring = tuned setting, dashed ring = declared defaults"}.get(frozenset(ring_kinds))
     ax.set(xlabel="|MIA − MIA of the retrained model| (lower: closer to retraining)",

@@ -22,7 +22,7 @@ __all__ = ["LABELS", "label", "load_run", "summary_table", "per_seed_table", "pa
            "intervals_markdown", "verdict_markdown", "cost_markdown", "attack_markdown",
            "collapse_markdown", "points_markdown", "hypervolume_markdown", "ablation_markdown",
            "ulira_markdown", "provenance_line", "readme_block", "write_readme", "BEGIN", "END",
-           "pending_block", "VERDICT_DIR", "VERDICT_FIGURE"]
+           "pending_block", "VERDICT_DIR", "VERDICT_FIGURE", "VERDICT_PAGE", "verdict_page", "pending_page"]
 
 LABELS = {"original": "original", "retrained": "retrained", "dlfd": "**DLFD**", "dlfd_released": "DLFD (released code)", "neggrad": "NegGrad",
           "neggrad_plus": "NegGrad+", "unsir": "UNSIR", "bad_teacher": "Bad Teacher", "scrub": "SCRUB",
@@ -168,13 +168,13 @@ def _who(r, model: str, better: str, worse: str, what: str) -> str:
     return f"{what}: cannot tell ({ci})"
 
 
-def verdict_markdown(run: dict) -> str:
+def verdict_markdown(run: dict, detail: bool = True) -> str:
     """The verdict in plain words, computed from the run: for every method, against DLFD, whether
     DLFD keeps more test accuracy at the tuned points and whether their MIA is as close to the
     retrained model's, whether its front is larger (hypervolume), whether it collapses less
     (probe accuracy, silhouette), and how far each is from the retrained model (Avg. Gap). Every
     call rests on a paired Student-t 95 % interval over the evaluation seeds; "cannot tell" where
-    it crosses zero."""
+    it crosses zero. ``detail=False``: the lead only (one count per question)."""
     rows = pd.DataFrame(run["rows"])
     paired = pd.DataFrame(run["paired"])
     hv = pd.DataFrame(run.get("hypervolume_paired", []))
@@ -219,6 +219,8 @@ def verdict_markdown(run: dict) -> str:
             "- **correlation collapse**, linear-probe accuracy: DLFD collapses "
             + tally(cp, "probe_acc", "less than", "more than") + "; class silhouette: "
             + tally(cp, "silhouette", "less than", "more than") + ".")
+    if not detail:
+        return head
     return head + "\n\nMethod by method (the difference is the method minus DLFD, with its 95 % t interval):\n\n" + "\n".join(out)
 
 
@@ -334,39 +336,63 @@ BEGIN = "<!-- results:begin – written by benchmarks/protocol_report.py --readm
 END = "<!-- results:end -->"
 
 
-def readme_block(run: dict, figure: str | None) -> str:
-    """The README's results: the verdict in words, the main table, the paired table, collapse,
-    fronts (figure and hypervolume), ablations, the per-example test and the cost – all from the
-    committed store's ``protocol.json``."""
+def verdict_page(run: dict, figure: str | None) -> str:
+    """The whole verdict as a page (``docs/verdict.md``): the verdict in words, method by method,
+    the main table, the paired table, collapse, fronts (figure and hypervolume), ablations, the
+    per-example test and the cost – all from the committed store's ``protocol.json``.
+    ``figure``: the fronts figure's path relative to the page."""
     rows = pd.DataFrame(run["rows"])
-    parts = [BEGIN, "", "### The verdict", "", verdict_markdown(run), "",
-             "### Every model, mean (sd) over the evaluation seeds", "", summary_table(rows), "",
-             "### Paired against DLFD: mean difference [Student-t 95 % interval] verdict for the model, "
+    parts = [PAGE_NOTE, "", "# The verdict: DLFD against every baseline on the quick profile", "",
+             f"Run: {provenance_line(run)}. The command and how to continue or redo it: "
+             "[the protocol](protocol.md).", "",
+             "## In words", "", verdict_markdown(run), "",
+             "## Every model, mean (sd) over the evaluation seeds", "", summary_table(rows), "",
+             "## Paired against DLFD: mean difference [Student-t 95 % interval] verdict for the model, "
              "Holm-adjusted p across the methods of each metric", "", paired_markdown(pd.DataFrame(run["paired"])), ""]
     cp = pd.DataFrame(run.get("collapse_paired", []))
     if not cp.empty:
-        parts += ["### Correlation collapse, paired against DLFD", "", paired_markdown(cp, COLLAPSE), ""]
+        parts += ["## Correlation collapse, paired against DLFD", "", paired_markdown(cp, COLLAPSE), ""]
     hv = hypervolume_markdown(run)
     if figure or hv:
-        parts += ["### Trade-off fronts", ""]
+        parts += ["## Trade-off fronts", ""]
         if figure:
             parts += [f"![trade-off fronts]({figure})", ""]
         if hv:
             parts += [hv, ""]
     ab = ablation_markdown(run)
     if ab:
-        parts += ["### DLFD's ablations (on its tuned setting), paired against the tuned DLFD", "", ab, ""]
+        parts += ["## DLFD's ablations (on its tuned setting), paired against the tuned DLFD", "", ab, ""]
     u = ulira_markdown(run)
     if u:
-        parts += [f"### Per-example test (seed {run['config']['eval_seeds'][0]}, "
+        parts += [f"## Per-example test (seed {run['config']['eval_seeds'][0]}, "
                   f"K = {run['config'].get('ulira_k')} retrained references)", "", u, ""]
-    parts += ["### What the run cost", "", cost_markdown(run), "", END]
+    parts += ["## What the run cost", "", cost_markdown(run), ""]
+    return "\n".join(parts)
+
+
+def readme_block(run: dict, figure: str | None) -> str:
+    """The README's results: the verdict's lead (one count per question), the main table, the
+    fronts figure and the total cost, with a link to the whole verdict (:func:`verdict_page`)."""
+    rows = pd.DataFrame(run["rows"])
+    parts = [BEGIN, "", verdict_markdown(run, detail=False), "",
+             "Every model, mean (sd) over the evaluation seeds:", "", summary_table(rows), ""]
+    if figure:
+        parts += [f"![trade-off fronts: test accuracy against forgetting, one front per method]({figure})", ""]
+    stages = run.get("stages", [])
+    cost = (f" The run took {sum(t.get('seconds', 0) for t in stages) / 60:.0f} min in all "
+            f"({provenance_line(run)})." if stages else "")
+    parts += [f"Method by method, the paired tables, collapse, the fronts' hypervolumes, the ablations, the "
+              f"per-example test and the cost by stage: [the verdict](docs/verdict.md).{cost}", "", END]
     return "\n".join(parts)
 
 
 #: where the README's results come from, and the fronts figure they show
 VERDICT_DIR = "results/quick"
-VERDICT_FIGURE = "figures/verdict_fronts_quick.png"
+VERDICT_FIGURE = "docs/img/verdict_fronts_quick.png"
+#: the whole verdict, written beside the README's block (:func:`verdict_page`)
+VERDICT_PAGE = "docs/verdict.md"
+#: the first line of the verdict page: it is generated, like the README's block
+PAGE_NOTE = "<!-- written by benchmarks/protocol_report.py --readme from results/quick; do not edit -->"
 
 
 def pending_block() -> str:
@@ -374,6 +400,13 @@ def pending_block() -> str:
     return "\n".join([BEGIN, "", f"The verdict's run has not finished yet: `{VERDICT_DIR}/` holds the stages "
                        "committed so far (`stages.json` lists them, with their wall times), and the same "
                        "command continues it (see *The protocol*).", "", END])
+
+
+def pending_page() -> str:
+    """The verdict page while the run has not finished: no numbers."""
+    return "\n".join([PAGE_NOTE, "", "# The verdict: DLFD against every baseline on the quick profile", "",
+                       f"The verdict's run has not finished yet: `{VERDICT_DIR}/` holds the stages committed so "
+                       "far, and the same command continues it ([the protocol](protocol.md)).", ""])
 
 
 def write_readme(path: Path, block: str) -> bool:

@@ -77,3 +77,15 @@ def test_describe_fronts_says_whether_the_best_is_the_configured_point():
     assert any("a swept strength, not its configured point" in t for t in text)
     # without a setting column the sentences stay as before
     assert "configured" not in " ".join(describe_fronts(pts.drop(columns="setting")))
+
+
+def test_the_fronts_title_says_how_many_seeds_each_kind_of_point_is_over():
+    import pandas as pd
+
+    from dlfd_lib.plots import _seeds_words
+    pts = pd.DataFrame({"setting": ["tuned", "sweep", "sweep"], "n_seeds": [5, 3, 3]})
+    assert _seeds_words(pts) == "swept strengths: mean over 3 seeds, configured setting: 5"
+    assert _seeds_words(pts.assign(n_seeds=5)) == "mean over 5 evaluation seeds"
+    assert _seeds_words(pts.assign(n_seeds=1)) == "one seed"
+    assert _seeds_words(pts.assign(n_seeds=[5, 1, 1])) == "swept strengths: one seed, configured setting: 5"
+    assert _seeds_words(pts.assign(n_seeds=[5, 3, 2])) == "means over 2 to 5 seeds"

@@ -1,11 +1,13 @@
 """The README's results come from the committed verdict store, never typed: its results block is
 exactly what `benchmarks/protocol_report.py --readme` writes from `results/quick/` (or, while the
-run has not finished, the fixed sentence that says so), and the figure it shows is committed."""
+run has not finished, the fixed sentence that says so), so is the whole verdict's page
+(docs/verdict.md), and the figure they show is committed."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from dlfd_lib.report import BEGIN, END, VERDICT_DIR, VERDICT_FIGURE, load_run, pending_block, readme_block
+from dlfd_lib.report import (BEGIN, END, VERDICT_DIR, VERDICT_FIGURE, VERDICT_PAGE, load_run, pending_block, pending_page,
+                             readme_block, verdict_page)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,13 +17,15 @@ def test_the_readmes_results_block_is_what_the_report_writes_from_the_committed_
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     block = text[text.index(BEGIN): text.index(END) + len(END)]
     run = load_run(ROOT / VERDICT_DIR)
+    page = (ROOT / VERDICT_PAGE).read_text()
     if run is None:
-        assert block == pending_block()
+        assert block == pending_block() and page == pending_page()
     else:
         assert (ROOT / VERDICT_FIGURE).is_file()
         assert block == readme_block(run, VERDICT_FIGURE), \
             "the README's results differ from the store: run `python benchmarks/protocol_report.py " \
             f"--out-dir {VERDICT_DIR} --figure {VERDICT_FIGURE} --readme README.md`"
+        assert page == verdict_page(run, "img/" + Path(VERDICT_FIGURE).name), "docs/verdict.md differs from the store"
 
 
 def test_the_committed_store_holds_results_and_no_checkpoints():
