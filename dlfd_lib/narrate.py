@@ -206,31 +206,37 @@ def rank_words(summary: pd.DataFrame, model: str, metric: str, higher_is_better:
 # --------------------------------------------------------------------------------------------
 # guards
 # --------------------------------------------------------------------------------------------
-def kept_state_guard(history: pd.DataFrame, info: Mapping) -> Prose | None:
-    """A warning when DLFD kept the monitored state with the lowest validation accuracy (of at
-    least two states that differ): its checkpoint selection then chose the most damaged model it
-    saw – usually because no state had FS <= max_fs and the fallback rule picked by FS."""
+def kept_state_guard(history: pd.DataFrame, info: Mapping, who: str = "DLFD") -> Prose | None:
+    """A warning when a DLFD run kept the monitored state with the lowest validation accuracy (of
+    at least two states that differ): its checkpoint selection then chose the most damaged model
+    it saw – usually because no state had FS <= max_fs and the fallback rule chose. ``who`` names
+    the run (a variant's label in notebook 05)."""
     h = history.reset_index(drop=True)
     if len(h) < 2 or h["val_acc"].max() <= h["val_acc"].min():
         return None
     kept = h.index[h["batch"] == info["selected_batch"]]
     if not len(kept):
-        return warn_box("The kept state is not in the monitored history",
+        return warn_box(f"{who}: the kept state is not in the monitored history",
                         f"The run says it kept the state after batch {info['selected_batch']}, but its history "
                         f"has no monitor there.")
     acc = float(h.loc[kept[0], "val_acc"])
     if acc > float(h["val_acc"].min()):
         return None
     best = h.loc[h["val_acc"].idxmax()]
+    rule = str(info["selection_rule"])
+    limit = f"FS ≤ max_fs ({num(info['max_fs_used'])} as applied)"
+    why = {"lowest_fs": f"No state had {limit}, so the fallback rule `lowest_fs` chose the lowest monitored FS – "
+                        f"and a model that has lost its task also leaks less, so its FS falls with it.",
+           "val_nomus": f"No state had {limit}, so the fallback rule `val_nomus` chose the best NoMUS on the "
+                        f"monitor's validation data – here the most damaged state.",
+           "last": f"No state had {limit}, so the fallback rule `last` kept the end of the epoch."}.get(
+        rule, f"Only states this damaged had {limit}: the paper's rule kept the best of them.")
     return warn_box(
-        "DLFD kept its worst monitored state",
-        f"Of its {len(h)} monitored states, the one kept (after batch {info['selected_batch']}, rule "
-        f"`{info['selection_rule']}`) has the lowest validation accuracy, {num(acc)}; the first had "
-        f"{num(h['val_acc'].iloc[0])}, the best {num(best['val_acc'])} (after batch {int(best['batch'])}). "
-        f"No state had FS ≤ max_fs ({num(info['max_fs_used'])} as used)"
-        + (" – so the fallback rule chose, and it chose by the monitor's FS, which falls when a model loses its task."
-           if not str(info["selection_rule"]).startswith("best_val_acc") else ".")
-        + " Read this run's DLFD row as the result of that choice, not of the method at its best.")
+        f"{who} kept its worst monitored state",
+        f"Of its {len(h)} monitored states, the one kept (after batch {info['selected_batch']}, rule `{rule}`) has "
+        f"the lowest validation accuracy, {num(acc)}; the first had {num(h['val_acc'].iloc[0])}, the best "
+        f"{num(best['val_acc'])} (after batch {int(best['batch'])}). {why} Read this run's {who} row as the "
+        f"result of that choice, not of the method at its best.")
 
 
 def replay_guard(again: Mapping, info: Mapping) -> Prose | None:
