@@ -342,7 +342,7 @@ def verdict_page(run: dict, figure: str | None) -> str:
     per-example test and the cost – all from the committed store's ``protocol.json``.
     ``figure``: the fronts figure's path relative to the page."""
     rows = pd.DataFrame(run["rows"])
-    parts = [PAGE_NOTE, "", "# The verdict: DLFD against every baseline on the quick profile", "",
+    parts = ["# The verdict: DLFD against every baseline on the quick profile", "", PAGE_NOTE, "",
              f"Run: {provenance_line(run)}. The command and how to continue or redo it: "
              "[the protocol](protocol.md).", "",
              "## In words", "", verdict_markdown(run), "",
@@ -391,7 +391,7 @@ VERDICT_DIR = "results/quick"
 VERDICT_FIGURE = "docs/img/verdict_fronts_quick.png"
 #: the whole verdict, written beside the README's block (:func:`verdict_page`)
 VERDICT_PAGE = "docs/verdict.md"
-#: the first line of the verdict page: it is generated, like the README's block
+#: the line under the verdict page's title: it is generated, like the README's block
 PAGE_NOTE = "<!-- written by benchmarks/protocol_report.py --readme from results/quick; do not edit -->"
 
 
@@ -404,7 +404,7 @@ def pending_block() -> str:
 
 def pending_page() -> str:
     """The verdict page while the run has not finished: no numbers."""
-    return "\n".join([PAGE_NOTE, "", "# The verdict: DLFD against every baseline on the quick profile", "",
+    return "\n".join(["# The verdict: DLFD against every baseline on the quick profile", "", PAGE_NOTE, "",
                        f"The verdict's run has not finished yet: `{VERDICT_DIR}/` holds the stages committed so "
                        "far, and the same command continues it ([the protocol](protocol.md)).", ""])
 
