@@ -18,21 +18,19 @@ random draws (initialisation, dropout) do not depend on how the data were augmen
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .splits import SplitDataset
 
 # A split larger than this (bytes of uint8 pixels) is streamed image by image instead.
 MAX_IN_MEMORY_BYTES = 4 * 2**30
 
 
-def materialise(split: "SplitDataset", image_size: int, progress: bool = False) -> torch.Tensor:
-    """All images of ``split`` as one uint8 tensor (N, 3, image_size, image_size), decoded and
-    resized once (antialiased, rounded to uint8 as the per-image transform does) and cached on the
+def materialise(split, image_size: int, progress: bool = False) -> torch.Tensor:
+    """All images of ``split`` (a :class:`~.splits.SplitDataset`, whose ``source`` gives uint8
+    images by index; this module imports nothing from ``splits``) as one uint8 tensor
+    (N, 3, image_size, image_size), decoded and resized once (antialiased, rounded to uint8 as the per-image transform does) and cached on the
     split. Raises ``MemoryError`` with advice when the split would not fit ``MAX_IN_MEMORY_BYTES``."""
     cache = split.__dict__.setdefault("_uint8_cache", {})
     if image_size in cache:
@@ -44,10 +42,10 @@ def materialise(split: "SplitDataset", image_size: int, progress: bool = False) 
                           f"above dlfd_lib.data.batches.MAX_IN_MEMORY_BYTES "
                           f"({MAX_IN_MEMORY_BYTES / 2**30:.1f} GiB); raise it, or stream the images "
                           f"with splits.loader(..., num_workers=N)")
-    from .splits import TensorSource
     src = split.source
-    if isinstance(src, TensorSource) and tuple(src.images.shape[2:]) == (image_size, image_size):
-        out = src.images
+    held = getattr(src, "images", None)  # a TensorSource holds them all already
+    if isinstance(held, torch.Tensor) and held.dtype == torch.uint8 and tuple(held.shape[2:]) == (image_size, image_size):
+        out = held
     else:
         out = torch.empty((n, 3, image_size, image_size), dtype=torch.uint8)
         from tqdm.auto import tqdm
