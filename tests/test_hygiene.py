@@ -8,7 +8,6 @@ these and nothing among the distinct images; leak removal must drop exactly the 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 import time
 
 import matplotlib
@@ -185,87 +184,3 @@ def test_no_false_pairs_among_the_synthetic_faces(tmp_path):
     loose = find_duplicates(splits, min_similarity=None, progress=False)
     assert len(loose) > 100  # the hash alone does pair up different faces: the check is needed
 
-
-# ------------------------------------------------------------------------------------------------
-# no import cycle in the library, imports inside functions included
-
-def _import_graph(package_dir: Path) -> dict[str, set[str]]:
-    """module -> the package's modules it imports anywhere in its file (function bodies too).
-    ``from . import x`` with ``x`` a module is an edge to ``x``; to the package itself only when
-    a name it imports is not a module."""
-    import ast
-
-    def name_of(f: Path) -> str:
-        parts = list(f.relative_to(package_dir.parent).with_suffix("").parts)
-        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-    mods = {name_of(f): f for f in package_dir.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for m, f in mods.items():
-        pkg = m if f.name == "__init__.py" else m.rsplit(".", 1)[0]
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = pkg.split(".")[: len(pkg.split(".")) - max(node.level - 1, 0)] if node.level else []
-                target = ".".join(base + ([node.module] if node.module else []))
-                subs = [f"{target}.{a.name}" for a in node.names]
-                cands = subs + ([target] if any(s not in mods for s in subs) else [])
-            elif isinstance(node, ast.Import):
-                cands = [a.name for a in node.names]
-            else:
-                continue
-            deps |= {c for c in cands if c in mods and c != m}
-        graph[m] = deps
-    return graph
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    out: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
-def test_the_library_has_no_import_cycle_lazy_imports_included():
-    cycles = _cycles(_import_graph(Path(__file__).resolve().parents[1] / "dlfd_lib"))
-    assert not cycles, f"import cycles (imports inside functions count): {cycles}"
-
-
-def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "a.py").write_text("from . import b\n")
-    (pkg / "sub" / "b.py").write_text("def f():\n    from .a import g\n")
-    (pkg / "c.py").write_text("from .sub import a\n")
-    assert _cycles(_import_graph(pkg)) == [["pkg.sub.a", "pkg.sub.b"]]
-    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import x\n")  # a -> b -> c -> a
-    assert _cycles(_import_graph(pkg)) == [["pkg.c", "pkg.sub.a", "pkg.sub.b"]]
-    (pkg / "sub" / "b.py").write_text("import os\n")
-    assert _cycles(_import_graph(pkg)) == []
