@@ -183,4 +183,3 @@ def test_no_false_pairs_among_the_synthetic_faces(tmp_path):
     assert len(find_duplicates(splits, progress=False)) == 0
     loose = find_duplicates(splits, min_similarity=None, progress=False)
     assert len(loose) > 100  # the hash alone does pair up different faces: the check is needed
-
