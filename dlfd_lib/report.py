@@ -216,9 +216,18 @@ def verdict_markdown(run: dict, detail: bool = True) -> str:
             + tally(paired, "test_acc", "more than", "less than") + ";\n"
             "- **at the tuned points**, forgetting (|MIA − MIA of the retrained model|): DLFD is "
             + tally(paired, "abs_mia_gap", "closer than", "further than") + ";\n"
+            "- **at the tuned points**, NoMUS (the paper's headline score): DLFD scores "
+            + tally(paired, "nomus", "higher than", "lower than") + "; Avg. Gap to the retrained model: DLFD is "
+            + tally(paired, "avg_gap", "closer than", "further than") + ";\n"
             "- **correlation collapse**, linear-probe accuracy: DLFD collapses "
             + tally(cp, "probe_acc", "less than", "more than") + "; class silhouette: "
             + tally(cp, "silhouette", "less than", "more than") + ".")
+    calls = pd.concat([f for f in (paired, hv, cp) if not f.empty])
+    calls = calls[calls["model"].isin(methods) & calls["verdict"].isin(["better", "worse"])]
+    if "p_holm" in calls and len(calls):
+        head += (f"\n\nEach call rests on its own interval. Corrected for the {len(methods)} methods compared per "
+                 f"question (Holm), {int((calls['p_holm'] <= 0.05).sum())} of these {len(calls)} calls keep "
+                 f"p ≤ 0.05; the tables give every adjusted p.")
     if not detail:
         return head
     return head + "\n\nMethod by method (the difference is the method minus DLFD, with its 95 % t interval):\n\n" + "\n".join(out)

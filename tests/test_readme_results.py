@@ -54,4 +54,5 @@ def test_the_verdicts_lead_counts_each_side_of_every_question():
     assert "DLFD keeps more than 2, less than 0, cannot tell for 1" in text
     assert "DLFD is closer than 0, further than 3, cannot tell for 0" in text
     assert "DLFD collapses less than 3, more than 0, cannot tell for 0" in text
+    assert "DLFD scores higher than 0, lower than 0, cannot tell for 3" in text  # no NoMUS rows: nothing called
     assert text.count("- **") == 4 + 3 and "paired over 2 evaluation seeds" in text
