@@ -40,13 +40,14 @@ def test_the_verdicts_lead_counts_each_side_of_every_question():
     told from – a method's 'worse' is DLFD's win, whatever the metric's direction."""
     from dlfd_lib.report import verdict_markdown
 
-    def row(model, metric, verdict):
-        return {"model": model, "metric": metric, "verdict": verdict, "diff": 0.1, "lo": 0.05, "hi": 0.15}
+    def row(model, metric, verdict, p_holm=0.01):
+        return {"model": model, "metric": metric, "verdict": verdict, "diff": 0.1, "lo": 0.05, "hi": 0.15,
+                "p_holm": p_holm}
 
     rows = [{"model": m, "seed": s, "avg_gap": 0.1} for s in (0, 1) for m in ("original", "retrained", "dlfd", "a", "b", "c")]
     run = {"rows": rows,
            "paired": [row("a", "test_acc", "worse"), row("b", "test_acc", "worse"), row("c", "test_acc", "cannot tell"),
-                      row("a", "abs_mia_gap", "better"), row("b", "abs_mia_gap", "better"), row("c", "abs_mia_gap", "better")],
+                      row("a", "abs_mia_gap", "better"), row("b", "abs_mia_gap", "better", 0.2), row("c", "abs_mia_gap", "better", 0.06)],
            "hypervolume_paired": [row("a", "hypervolume", "cannot tell"), row("b", "hypervolume", "better")],
            "collapse_paired": [row(m, k, "worse") for m in "abc" for k in ("probe_acc", "silhouette")]}
     text = verdict_markdown(run)
@@ -55,4 +56,6 @@ def test_the_verdicts_lead_counts_each_side_of_every_question():
     assert "DLFD is closer than 0, further than 3, cannot tell for 0" in text
     assert "DLFD collapses less than 3, more than 0, cannot tell for 0" in text
     assert "DLFD scores higher than 0, lower than 0, cannot tell for 3" in text  # no NoMUS rows: nothing called
-    assert text.count("- **") == 4 + 3 and "paired over 2 evaluation seeds" in text
+    # calls: 2 + 3 (paired) + 1 (fronts) + 6 (collapse) = 12, of which 10 keep p_Holm <= 0.05
+    assert "10 of these 12 calls keep p ≤ 0.05" in text
+    assert text.count("- **") == 5 + 3 and "paired over 2 evaluation seeds" in text
