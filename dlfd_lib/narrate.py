@@ -355,8 +355,7 @@ def collapse_report(table: pd.DataFrame, methods: Sequence[str], error_maximisin
         ident = ""
         if has_id:
             rel = "above" if row["identity_knn_acc"] > r["identity_knn_acc"] else "at or below"
-            ident = (f"; identity 1-NN {num(row['identity_knn_acc'])}, {rel} the retrained model's "
-                     f"(forgetting the people, not collapse)")
+            ident = f"; identity 1-NN {num(row['identity_knn_acc'])}, {rel} the retrained model's"
         kind = " (error-maximising)" if m in error_maximising else ""
         lines.append(
             f"- **{name(m)}**{kind}: test accuracy {num(row['test_acc'])}; probe accuracy {num(row['probe_acc'])}, "
@@ -365,7 +364,8 @@ def collapse_report(table: pd.DataFrame, methods: Sequence[str], error_maximisin
             f"Collapse signs: {', '.join(s) if s else 'none'} ({len(s)} of 3).")
     lines += ["", "*Reading rule (the kit's): a collapse sign on the probe = less than half of the original's "
                   "margin above chance kept; on the silhouette = below both reference models'; on CKA = below "
-                  "the retrained model's CKA to the original.*", ""]
+                  "the retrained model's CKA to the original. Identity 1-NN measures whether the forget people are "
+                  "still recognised – forgetting, not collapse – and its target is the retrained model's value.*", ""]
     lines += [f"**The paper's claim**: {PAPER_COLLAPSE_CLAIM}. Does this run agree?", ""]
     if dlfd in t.index:
         d = t.loc[dlfd]
@@ -392,8 +392,8 @@ def collapse_report(table: pd.DataFrame, methods: Sequence[str], error_maximisin
         lines.append(f"- DLFD itself shows {len(signs.get(dlfd, []))} collapse sign(s)"
                      + (f" ({', '.join(signs[dlfd])})." if signs.get(dlfd) else "."))
         if n_seeds < 2:
-            lines.append(f"\nAll of this is {ONE_SEED}: the committed verdict's paired collapse table, over its "
-                         f"evaluation seeds, is where a claim can be checked.")
+            lines.append("\nAll of this comes from one seed – a description, not a finding; the committed verdict's "
+                         "paired collapse table, over its evaluation seeds, is where a claim can be checked.")
     return Prose("\n".join(lines))
 
 
