@@ -126,12 +126,16 @@ class Study:
                 label=label, progress=self.progress, force=force)
         return self._unlearned[key]
 
-    def unlearned_models(self, methods: Sequence[str], verbose: bool = True) -> dict[str, torch.nn.Module]:
+    def unlearned_models(self, methods: Sequence[str], verbose: bool = True,
+                         overrides: dict[str, dict] | None = None) -> dict[str, torch.nn.Module]:
         """``{method: model}`` of :meth:`unlearned` for each of ``methods`` at the profile's
-        settings; ``verbose`` prints which were reused and which were unlearned now."""
+        settings, updated by ``overrides[method]`` where given (e.g. the committed verdict's tuned
+        settings, :func:`dlfd_lib.tuning.load_tuned`, so that a notebook studies the models the
+        verdict and notebook 03 study); ``verbose`` prints which were reused and which were
+        unlearned now."""
         out = {}
         for m in methods:
-            out[m], info = self.unlearned(m)
+            out[m], info = self.unlearned(m, (overrides or {}).get(m) or None)
             if verbose:
                 print(f"{m:12s} {'reused from ' + Path(info['path']).name if info['reused'] else 'unlearned now'}")
         return out

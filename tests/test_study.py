@@ -42,6 +42,10 @@ def test_a_study_makes_everything_once_and_shares_it_with_the_benchmark(tmp_path
     bench = again.benchmark(methods=["finetune"], method_overrides={"finetune": hp})
     assert bench["infos"][(0, "finetune")]["reused"]  # the benchmark found the study's model
     assert list(bench["rows"]["model"]) == ["original", "retrained", "finetune"]
+    # unlearned_models with overrides (a notebook at the verdict's tuned settings) gives the same models
+    both = again.unlearned_models(["finetune"], verbose=False, overrides={"finetune": hp})
+    assert _same_weights(both["finetune"], b)
+    assert not _same_weights(again.unlearned_models(["finetune"], verbose=False, overrides={"finetune": {"max_steps": 2}})["finetune"], b)
 
 
 def test_a_study_takes_a_profile_name():
