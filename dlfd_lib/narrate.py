@@ -79,6 +79,11 @@ _NAMES = {"original": "the original model", "retrained": "the retrained model", 
           "random_label": "Random-Label", "salun": "SalUn", "cf_k": "CF-k", "eu_k": "EU-k"}
 
 
+#: metric names for prose
+METRIC_NAMES = {"nomus": "NoMUS", "test_acc": "test accuracy", "fs": "forgetting score", "mia": "MIA",
+                "avg_gap": "Avg. Gap", "abs_mia_gap": "|MIA − MIA retrained|"}
+
+
 def name(model: str) -> str:
     """A model's display name (``"bad_teacher"`` -> ``"Bad Teacher"``); unknown names pass through."""
     return _NAMES.get(model, model)
@@ -198,7 +203,7 @@ def rank_words(summary: pd.DataFrame, model: str, metric: str, higher_is_better:
     values = summary.loc[rows, metric].astype(float).sort_values(ascending=not higher_is_better)
     rank = list(values.index).index(model) + 1
     lead = values.index[0]
-    text = (f"{name(model)} ranks {rank} of {len(values)} on {metric} ({num(values[model])}; "
+    text = (f"{name(model)} ranks {rank} of {len(values)} on {METRIC_NAMES.get(metric, metric)} ({num(values[model])}; "
             f"{'it leads' if rank == 1 else f'best: {name(lead)} {num(values[lead])}'})")
     return rank, len(values), text
 
@@ -433,7 +438,7 @@ def paper_rank_report(summary: pd.DataFrame, metric: str = "nomus", model: str =
     p_rank = order.index(model) + 1
     p_next = order[1] if p_rank == 1 else order[0]
     paper_line = (f"**The paper** – {PAPER_SOURCE}: {name(model)} ranks {p_rank} of {len(order)} methods on "
-                  f"{metric} ({paper[model]:.4f}; {'next' if p_rank == 1 else 'first'}: {name(p_next)} "
+                  f"{METRIC_NAMES.get(metric, metric)} ({paper[model]:.4f}; {'next' if p_rank == 1 else 'first'}: {name(p_next)} "
                   f"{paper[p_next]:.4f}; the retrained model {PAPER_MUFAC['retrained'][metric]:.4f}).")
     if model not in summary.index:
         return Prose(paper_line + f" This run has no {name(model)} row.")
@@ -445,7 +450,7 @@ def paper_rank_report(summary: pd.DataFrame, metric: str = "nomus", model: str =
     retr = summary.loc["retrained", metric] if "retrained" in summary.index else float("nan")
     run_line = (f"**This run** ({seeds_phrase(n)}): {text}{spread}; its retrained model {num(retr)}. "
                 f"On whether {name(model)} leads, this run {agree} with the paper"
-                + (f" – {ONE_SEED}." if n < 2 else " (a ranking of means; the paired table says what the spread allows)."))
+                + ("." if n < 2 else " (a ranking of means; the paired table says what the spread allows)."))
     return Prose(paper_line + "\n\n" + run_line)
 
 
