@@ -421,8 +421,7 @@ def separation_report(values: Mapping[str, float], what: str = "class silhouette
         if rivals:
             parts = [f"{name(m)} {num(v[m])}: {'agrees' if v[dlfd] >= v[m] else 'does not agree'}" for m in rivals]
             lines.append(f"**The paper's claim**, that DLFD keeps the classes apart where error maximisation smears "
-                         f"them: DLFD {num(v[dlfd])} against " + "; ".join(parts) + "."
-                         + (f" ({ONE_SEED}.)" if n_seeds < 2 else ""))
+                         f"them: DLFD {num(v[dlfd])} against " + "; ".join(parts) + ".")
     return Prose("\n\n".join(lines))
 
 
