@@ -464,8 +464,16 @@ def fronts_report(points: pd.DataFrame, tuned: Iterable[str] = (), x: str = "abs
     from .fronts import mark_fronts
     pts = points if "on_front" in points else mark_fronts(points, x=x, y=y)
     tuned = set(tuned)
-    n = int(pts["n_seeds"].max()) if "n_seeds" in pts else 1
-    per_point = f"each point the mean over {n} seeds" if n > 1 else ONE_SEED
+    counts = sorted({int(v) for v in pts["n_seeds"]}) if "n_seeds" in pts and len(pts) else [1]
+    if len(counts) == 1:
+        per_point = f"each point the mean over {counts[0]} seeds" if counts[0] > 1 else ONE_SEED
+    elif "setting" in pts:
+        conf_n = sorted({int(v) for v in pts.loc[pts["setting"] == "tuned", "n_seeds"]})
+        sweep_n = sorted({int(v) for v in pts.loc[pts["setting"] != "tuned", "n_seeds"]})
+        per_point = (f"configured points: means over {'/'.join(map(str, conf_n))} seeds; swept strengths: "
+                     f"over {'/'.join(map(str, sweep_n))}")
+    else:
+        per_point = f"means over {counts[0]} to {counts[-1]} seeds"
     lines = [f"Each method's configured point beside the best point of its strength sweep ({per_point}):", ""]
     for m, part in pts.groupby("model", sort=False):
         conf = part[part["setting"] == "tuned"] if "setting" in part else part.iloc[:0]

@@ -125,6 +125,8 @@ def test_fronts_report_puts_the_configured_point_beside_the_sweeps_best():
     assert "NegGrad** – configured point (tuned)" in text and "also the sweep's best" in text
     assert ONE_SEED in text and "mean over" not in text
     assert "mean over 5 seeds" in str(fronts_report(pts.assign(n_seeds=5)))
+    mixed = pts.assign(n_seeds=[5, 3, 5])  # the protocol sweeps on fewer seeds than it evaluates the configured setting
+    assert "configured points: means over 5 seeds; swept strengths: over 3" in str(fronts_report(mixed))
 
 
 def test_committed_numbers_carry_their_source():
