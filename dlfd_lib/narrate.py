@@ -187,6 +187,10 @@ def paired_words(row, better: str, worse: str) -> str:
     if n < 2:
         return f"difference {d} ({ONE_SEED})"
     ci = f"{d}, 95 % interval [{float(row['lo']):+.3f}, {float(row['hi']):+.3f}] over {n} seeds"
+    p_holm = row.get("p_holm")
+    if row["verdict"] in ("better", "worse") and p_holm is not None and p_holm == p_holm and float(p_holm) > 0.05:
+        ci += (f"; p_Holm {float(p_holm):.3f}: the call does not survive Holm's correction across the "
+               f"comparisons of its family")
     if row["verdict"] == "better":
         return f"{better} ({ci})"
     if row["verdict"] == "worse":
@@ -322,6 +326,17 @@ def _margin_share(value: float, original: float, chance: float) -> float:
     return float("nan") if span <= 0 else (value - chance) / span
 
 
+def _identity_words(value: float, retrained: float) -> str:
+    """Where a method's forget-identity 1-NN accuracy sits against the retrained model's, with what
+    that side means (the retrained model never saw these people: its value is the target)."""
+    if num(value) == num(retrained):
+        return "at the retrained model's (recognised like strangers: the target)"
+    if value > retrained:
+        return "above the retrained model's (the forget people still recognised better than strangers)"
+    return ("below the retrained model's (recognised worse than strangers: the features lost what any face "
+            "model sees, a sign of damage rather than of forgetting)")
+
+
 def collapse_report(table: pd.DataFrame, methods: Sequence[str], error_maximising: Sequence[str] = ERROR_MAXIMISING,
                     dlfd: str = "dlfd", n_seeds: int = 1) -> Prose:
     """What this run's collapse table (notebook 02: ``probe_acc``, ``probe_chance``, ``silhouette``,
@@ -359,8 +374,8 @@ def collapse_report(table: pd.DataFrame, methods: Sequence[str], error_maximisin
         signs[m] = s
         ident = ""
         if has_id:
-            rel = "above" if row["identity_knn_acc"] > r["identity_knn_acc"] else "at or below"
-            ident = f"; identity 1-NN {num(row['identity_knn_acc'])}, {rel} the retrained model's"
+            ident = f"; identity 1-NN {num(row['identity_knn_acc'])}, " + _identity_words(
+                float(row["identity_knn_acc"]), float(r["identity_knn_acc"]))
         kind = " (error-maximising)" if m in error_maximising else ""
         lines.append(
             f"- **{name(m)}**{kind}: test accuracy {num(row['test_acc'])}; probe accuracy {num(row['probe_acc'])}, "
@@ -405,17 +420,24 @@ def collapse_report(table: pd.DataFrame, methods: Sequence[str], error_maximisin
 def separation_report(values: Mapping[str, float], what: str = "class silhouette", dlfd: str = "dlfd",
                       error_maximising: Sequence[str] = ERROR_MAXIMISING, n_seeds: int = 1) -> Prose:
     """One measure of class separation per model (``values``: model -> e.g. silhouette; higher =
-    classes further apart) in words: each model against the original, and the paper's claim that
-    DLFD keeps the classes apart better than error maximisation, checked method by method."""
+    classes further apart) in words: each model against the reference models, with the reading
+    rule of :func:`collapse_report` (a collapse sign = below *both* the original's and the retrained
+    model's value; below the original alone when there is no retrained row), and the paper's claim
+    that DLFD keeps the classes apart better than error maximisation, checked method by method."""
     v = {m: float(x) for m, x in values.items()}
     if "original" not in v:
         return Prose(f"No original model among {sorted(v)}: nothing to compare the {what} with.")
-    base = v["original"]
-    below = [m for m in v if m != "original" and v[m] < base]
-    lines = [f"**This run** ({seeds_phrase(n_seeds)}): the original model's {what} is {num(base)}; "
-             + (f"below it: {', '.join(f'{name(m)} {num(v[m])}' for m in below)}" if below else "no model is below it")
-             + (f"; at or above it: {', '.join(f'{name(m)} {num(v[m])}' for m in v if m not in below and m != 'original')}."
-                if len(below) < len(v) - 1 else ".")]
+    refs = [m for m in ("original", "retrained") if m in v]
+    floor = min(v[m] for m in refs)
+    others = [m for m in v if m not in refs]
+    below = [m for m in others if v[m] < floor]
+    ref_words = " and ".join(f"the {m} model's {num(v[m])}" for m in refs)
+    both = "both reference models'" if len(refs) == 2 else "the original's"
+    lines = [f"**This run** ({seeds_phrase(n_seeds)}): the {what} is {ref_words}. "
+             + (f"Below {both} (a collapse sign, the reading rule of notebook 02): "
+                f"{', '.join(f'{name(m)} {num(v[m])}' for m in below)}" if below else f"No method is below {both}")
+             + (f"; not below: {', '.join(f'{name(m)} {num(v[m])}' for m in others if m not in below)}."
+                if len(below) < len(others) else ".")]
     if dlfd in v:
         rivals = [m for m in error_maximising if m in v]
         if rivals:

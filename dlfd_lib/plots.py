@@ -123,7 +123,8 @@ def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", 
 def plot_unlearning_history(history: pd.DataFrame, forget_threshold: float | None = None,
                             max_fs: float | None = None, selected_batch: int | None = None,
                             title: str = "DLFD over its epoch", fs_original: float | None = None) -> plt.Figure:
-    """The monitored course of an unlearning run (one row per monitor, ``batch`` on the x axis):
+    """The monitored course of an unlearning run (one row per monitor; the x axis counts the retain
+    batches trained, so the state after 0-based ``batch`` i is drawn at i + 1):
     validation accuracy and forgetting score; the OT distance and the cross-entropy; the retain
     weight. Batches trained in plain mode (after the dynamic switch) are shaded, the kept
     checkpoint is marked.
@@ -147,23 +148,26 @@ def plot_unlearning_history(history: pd.DataFrame, forget_threshold: float | Non
         ax.axhline(max_fs, ls="--", color="tab:orange", lw=1, label=f"max FS kept{rel(max_fs)}")
     if selected_batch is not None:
         ax.axvline(selected_batch + 1, color="k", lw=1, label="kept checkpoint")
-    ax.set(xlabel="retain batch", ylabel="value", title="utility and forgetting", ylim=(0, 1))
+    ax.set(xlabel="retain batches trained", ylabel="value", title="utility and forgetting", ylim=(0, 1))
     ax.legend(fontsize=8)
     ax = axes[1]
     if "ot" in h and h["ot"].notna().any():
         ax.plot(x, h["ot"], marker="o", ms=3, color="tab:green", label="OT distance (last δ-step)")
     ax.plot(x, h["ce"], marker="o", ms=3, color="tab:red", label="cross-entropy of the SGD step")
-    ax.set(xlabel="retain batch", ylabel="loss", title="distance and classification loss")
+    ax.set(xlabel="retain batches trained", ylabel="loss", title="distance and classification loss")
     ax.legend(fontsize=8)
     ax = axes[2]
     ax.plot(x, h["w_t"], marker="o", ms=3, color="tab:purple")
-    ax.set(xlabel="retain batch", ylabel="w_t", title="retain (classification) weight", ylim=(-0.05, 1.05))
+    ax.set(xlabel="retain batches trained", ylabel="w_t", title="retain (classification) weight", ylim=(-0.05, 1.05))
     if "mode" in h:
         plain = h["mode"] == "plain"
         if plain.any():
+            # the switch fires at the monitor before the first plain row: plain CE from the next batch on
+            first = int(plain.idxmax())
+            start = float(x[first - 1]) if first > 0 else 0.0
             for a in axes:
-                a.axvspan(x[plain.idxmax()] - 0.5, x.iloc[-1] + 0.5, color="grey", alpha=0.12)
-            axes[0].text(x[plain.idxmax()], 0.95, " plain CE", va="top", fontsize=8, color="grey")
+                a.axvspan(start, float(x.iloc[-1]), color="grey", alpha=0.12)
+            axes[0].text(start, 0.95, " plain CE", va="top", fontsize=8, color="grey")
     for a in axes:
         a.grid(alpha=0.3)
     fig.suptitle(title)

@@ -119,6 +119,15 @@ def _p(value) -> str:
     return f"{value:.3f}" if value >= 0.001 else "<0.001"
 
 
+def _verdict(r) -> str:
+    """A paired row's verdict, marked where the call (better / worse on its own t interval) does not
+    survive Holm's correction across its family (p_Holm > 0.05)."""
+    p_holm = r.get("p_holm", float("nan"))
+    if r["verdict"] in ("better", "worse") and p_holm == p_holm and float(p_holm) > 0.05:
+        return f"{r['verdict']} (not after Holm)"
+    return str(r["verdict"])
+
+
 def paired_markdown(paired: pd.DataFrame, metrics=PAIRED) -> str:
     """``paired`` (:func:`dlfd_lib.stats.paired_table`) as Markdown, one column per metric of
     ``metrics`` (``(column, header)`` pairs) that it holds: the mean difference, its Student-t 95 %
@@ -130,7 +139,7 @@ def paired_markdown(paired: pd.DataFrame, metrics=PAIRED) -> str:
         cells = []
         for c, _ in metrics:
             r = g.loc[c]
-            cells.append(f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] {r['verdict']}, "
+            cells.append(f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] {_verdict(r)}, "
                          f"p_Holm {_p(r.get('p_holm', float('nan')))}")
         lines.append(f"| {label(model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -222,12 +231,13 @@ def verdict_markdown(run: dict, detail: bool = True) -> str:
             "- **correlation collapse**, linear-probe accuracy: DLFD collapses "
             + tally(cp, "probe_acc", "less than", "more than") + "; class silhouette: "
             + tally(cp, "silhouette", "less than", "more than") + ".")
-    calls = pd.concat([f for f in (paired, hv, cp) if not f.empty])
+    frames = [f for f in (paired, hv, cp) if not f.empty]
+    calls = pd.concat(frames) if frames else pd.DataFrame(columns=["model", "verdict"])
     calls = calls[calls["model"].isin(methods) & calls["verdict"].isin(["better", "worse"])]
     if "p_holm" in calls and len(calls):
         head += (f"\n\nEach call rests on its own interval. Corrected for the {len(methods)} methods compared per "
                  f"question (Holm), {int((calls['p_holm'] <= 0.05).sum())} of these {len(calls)} calls keep "
-                 f"p ≤ 0.05; the tables give every adjusted p.")
+                 f"p ≤ 0.05; the tables mark the others \"(not after Holm)\" and give every adjusted p.")
     if not detail:
         return head
     return head + "\n\nMethod by method (the difference is the method minus DLFD, with its 95 % t interval):\n\n" + "\n".join(out)
@@ -333,7 +343,7 @@ def hypervolume_markdown(run: dict) -> str | None:
     for m in mean.index:
         if m in paired.index:
             r = paired.loc[m]
-            cell = f"{r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}] {r['verdict']}, p_Holm {_p(r['p_holm'])}"
+            cell = f"{r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}] {_verdict(r)}, p_Holm {_p(r['p_holm'])}"
         else:
             cell = "–"
         lines.append(f"| {label(m)} | {_ms(mean[m], sd[m], 4)} | {cell} |")

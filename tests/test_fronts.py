@@ -89,3 +89,25 @@ def test_the_fronts_title_says_how_many_seeds_each_kind_of_point_is_over():
     assert _seeds_words(pts.assign(n_seeds=1)) == "one seed"
     assert _seeds_words(pts.assign(n_seeds=[5, 1, 1])) == "swept strengths: one seed, configured setting: 5"
     assert _seeds_words(pts.assign(n_seeds=[5, 3, 2])) == "means over 2 to 5 seeds"
+
+
+def test_unlearning_history_shades_plain_ce_from_the_batch_after_the_switch():
+    """The switch fires at a monitor (after batch 9, 0-based, i.e. 10 batches trained); plain CE runs
+    from the 11th batch on, so the band starts at 10 on the 'batches trained' axis, not at the next
+    monitor (20), and the kept line sits at the kept state's batch count."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlfd_lib.plots import plot_unlearning_history
+    h = pd.DataFrame({"batch": [9, 19, 29], "mode": ["perturb", "plain", "plain"], "w_t": [0.0, 0.0, 0.0],
+                      "val_acc": [0.5, 0.6, 0.7], "fs": [0.01, 0.02, 0.03], "ot": [1.0, None, None],
+                      "ce": [1.0, 0.9, 0.8]})
+    fig = plot_unlearning_history(h, selected_batch=9)
+    ax = fig.axes[0]
+    band = ax.patches[0]  # a Rectangle or a Polygon, depending on matplotlib's version
+    xs = sorted({round(float(v[0]), 9) for v in band.get_patch_transform().transform(band.get_path().vertices)})
+    assert xs == [10.0, 30.0]
+    kept = [ln for ln in ax.lines if ln.get_label() == "kept checkpoint"][0]
+    assert float(kept.get_xdata()[0]) == 10.0
+    plt.close(fig)

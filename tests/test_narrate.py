@@ -75,6 +75,9 @@ def test_paired_words_one_seed_cannot_tell_and_verdicts():
     assert paired_words(row, "A", "B").startswith("cannot tell")
     row = {"diff": 0.02, "lo": 0.01, "hi": 0.03, "n_seeds": 5, "verdict": "better"}
     assert paired_words(row, "A wins", "B wins").startswith("A wins")
+    assert "Holm" not in paired_words({**row, "p_holm": 0.01}, "A wins", "B wins")
+    text = paired_words({**row, "p_holm": 0.2}, "A wins", "B wins")
+    assert text.startswith("A wins") and "p_Holm 0.200: the call does not survive Holm's correction" in text
 
 
 def _collapse_table():
@@ -95,6 +98,9 @@ def test_collapse_report_says_what_the_run_shows_and_checks_the_papers_claim():
     assert "The paper's claim" in text and "one seed" in text
     # DLFD has a lower probe accuracy and silhouette than every error-maximising method here
     assert text.count("this run disagrees") == 3
+    # identity 1-NN: the words follow the side of the retrained model's value (0.5 here)
+    assert "**NegGrad**" in text and "1-NN 0.600, above the retrained model's (the forget people still" in text
+    assert "1-NN 0.400, below the retrained model's (recognised worse than strangers" in text
     # a table in which DLFD keeps more than everyone flips the answer
     t = _collapse_table()
     t.loc["dlfd", ["probe_acc", "silhouette"]] = [0.65, 0.09]
@@ -104,6 +110,11 @@ def test_collapse_report_says_what_the_run_shows_and_checks_the_papers_claim():
 def test_separation_report_checks_dlfd_against_each_error_maximiser():
     text = str(separation_report({"original": 0.08, "dlfd": -0.076, "bad_teacher": -0.043, "neggrad": -0.1}))
     assert "Bad Teacher -0.043: does not agree" in text and "NegGrad -0.100: agrees" in text
+    # the collapse sign needs a value below both reference models' (02's rule): 0.05 is below the
+    # original's 0.08 but above the retrained model's 0.03
+    text = str(separation_report({"original": 0.08, "retrained": 0.03, "dlfd": 0.05, "neggrad": 0.01}))
+    assert "Below both reference models' (a collapse sign, the reading rule of notebook 02): NegGrad 0.010" in text
+    assert "not below: DLFD 0.050" in text
 
 
 def test_paper_rank_report_reads_the_papers_table_and_this_runs():
