@@ -24,7 +24,8 @@ import torch
 from dlfd_lib.data import load_splits
 from dlfd_lib.model import build_model
 from dlfd_lib.profiles import get_profile
-from dlfd_lib.protocol import ProtocolConfig, _evaluate_row, protocol_plan
+from dlfd_lib.plan import _evaluate_row  # noqa: E402
+from dlfd_lib.protocol import ProtocolConfig, protocol_plan
 from dlfd_lib.tuning import validation_objective
 from dlfd_lib.unlearn import available_methods, unlearn
 from dlfd_lib.utils import resolve_device

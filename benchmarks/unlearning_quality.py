@@ -15,6 +15,12 @@ a cut-off run continues where it stopped: rerun the same command.
     python benchmarks/unlearning_quality.py --profile quick --attacks --collapse --ablations --ulira-k 4 \
         --out-dir results/quick --commit      # the verdict: the protocol, then the ablations and U-LiRA
     python benchmarks/unlearning_quality.py --profile quick --legacy --attacks --collapse --ulira-k 4
+    python benchmarks/unlearning_quality.py --profile quick --attacks --collapse --ray --workers 2  # on Ray
+    python benchmarks/unlearning_quality.py --profile paper --device cuda --ray --address auto  # a cluster
+
+* ``--ray``: the same plan of jobs (``dlfd_lib.plan``) on Ray – a local Ray (``--workers`` jobs at a
+  time, ``--cpus-per-job`` cores each) or an existing cluster (``--address``; one GPU per job on
+  CUDA) – with the same store entries and numbers as in-process (docs/cluster.md).
 
 * ``--attacks`` / ``--collapse`` (protocol): also the four-attack membership suite and the
   correlation-collapse measures of the references and every tuned method, on every evaluation seed.
@@ -80,10 +86,16 @@ def _protocol(args):
                                       ulira_k=args.ulira_k or None)
     print(f"protocol on {args.profile}: tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}, "
           f"{cfg.n_trials} trials per method, {cfg.n_strengths} strengths per front -> {args.out_dir}")
-    r = run_protocol(args.profile, args.out_dir, cfg, dataset=args.dataset, task=args.task,
-                     data_root=args.data_root, data_options=args.data_options, device=args.device,
-                     ckpt_dir=args.ckpt_dir, progress=False,
-                     on_stage=(lambda stage: commit_store(args.out_dir, stage)) if args.commit else None)
+    from dlfd_lib.executors import make_executor
+    executor = make_executor(ray=args.ray, address=args.address, workers=args.workers,
+                             cpus_per_job=args.cpus_per_job)
+    try:
+        r = run_protocol(args.profile, args.out_dir, cfg, dataset=args.dataset, task=args.task,
+                         data_root=args.data_root, data_options=args.data_options, device=args.device,
+                         ckpt_dir=args.ckpt_dir, progress=False, executor=executor,
+                         on_stage=(lambda stage: commit_store(args.out_dir, stage)) if args.commit else None)
+    finally:
+        executor.close()
     cols = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_sampling_sd", "fs", "abs_mia_gap", "avg_gap",
             "nomus", "seconds"]
     print(f"\nmean (sd) over evaluation seeds {cfg.eval_seeds}")
@@ -168,6 +180,12 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=None, help="Optuna trials per method (default: the profile's)")
     ap.add_argument("--strengths", type=int, default=None, help="points per front (default: the profile's)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--ray", action="store_true",
+                    help="run the protocol's jobs on Ray (a local Ray of --workers x --cpus-per-job cores, or "
+                         "the cluster at --address / RAY_ADDRESS); the same numbers as in-process")
+    ap.add_argument("--address", default=None, help="an existing Ray cluster (e.g. 'auto' on one of its nodes)")
+    ap.add_argument("--workers", type=int, default=None, help="local Ray: jobs at a time (default: the CPU count)")
+    ap.add_argument("--cpus-per-job", type=int, default=1, help="Ray on CPUs: cores (and torch threads) per job")
     ap.add_argument("--ckpt-dir", default="runs/quality_checkpoints")
     ap.add_argument("--out-dir", default=None, help="the protocol's folder (default runs/protocol-<profile>)")
     ap.add_argument("--out", default=None, help="prefix of the CSV files to write (legacy / ablations)")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from .utils import save_json, to_jsonable
 
-__all__ = ["NUMBERS_VERSION", "JsonStore"]
+__all__ = ["NUMBERS_VERSION", "JsonStore", "run_provenance"]
 
 #: Bump when a change to the code alters the protocol's numbers: it is part of every store key
 #: (dlfd_lib.protocol, dlfd_lib.sweep), so entries computed before the change are recomputed, never
@@ -61,3 +62,41 @@ class JsonStore:
 
     def __len__(self) -> int:
         return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
+
+
+#: the CPU flags worth naming beside a timing (vector units, bf16 and matrix extensions)
+_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni",
+              "amx_bf16", "amx_tile")
+
+
+def run_provenance(device="cpu") -> dict[str, Any]:
+    """Where and how results are computed: the kit's commit (and whether the work tree differs
+    from it), the CPU model and its vector flags, the precision on ``device``, torch's version and
+    the thread count, the host's CPU count."""
+    import os
+    import platform
+
+    import torch
+
+    from .pipeline import REPO_ROOT, _git_commit
+    from .utils import amp_enabled, resolve_device
+
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in _CPU_FLAGS if f in have]
+                break
+    except OSError:
+        pass
+    dev = resolve_device(device)
+    prov = {"git": _git_commit(REPO_ROOT), "cpu": model, "cpu_flags": flags, "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(dev),
+            "precision": "bf16" if amp_enabled(dev) else "float32", "numbers_version": NUMBERS_VERSION}
+    if dev.type == "cuda":
+        prov["gpu"] = torch.cuda.get_device_name(dev)
+    return prov

@@ -40,36 +40,20 @@ import json
 import math
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-__all__ = ["SweepSpec", "run_sweep", "RayMissing", "RAY_INSTALL_HINT", "FAULTS_ENV", "sweep_tag"]
+from .executors import RAY_INSTALL_HINT, Failure as _Failure, InProcessExecutor, RayExecutor, RayMissing, \
+    start_local_ray
 
-RAY_INSTALL_HINT = ("`dlfd sweep` runs its jobs on Ray, which is not installed in this Python "
-                    "environment. Install the kit's `ray` extra in your clone of the kit:\n"
-                    "    pip install -e '.[ray]'\n"
-                    "(`make install` installs it too), or run the same sweep one job at a time in this "
-                    "process with `dlfd sweep --no-ray`.")
+__all__ = ["SweepSpec", "run_sweep", "RayMissing", "RAY_INSTALL_HINT", "FAULTS_ENV", "sweep_tag", "start_local_ray"]
 
 #: test hook: a JSON file ``{job_id: "raise" | "exit"}``; the job raises (or kills its worker
 #: process) half-way, after its model is saved and before its row is written, on its first attempt
 FAULTS_ENV = "DLFD_SWEEP_FAULTS"
 
 ROLES = ("original", "retrained")
-
-
-class RayMissing(RuntimeError):
-    """Ray is not installed (the message says how to install it)."""
-
-
-def require_ray():
-    try:
-        import ray
-    except ModuleNotFoundError as err:
-        raise RayMissing(RAY_INSTALL_HINT) from err
-    return ray
 
 
 @dataclass
@@ -293,115 +277,6 @@ def _maybe_fault(ctx, job_id):
 
 
 # ---------------------------------------------------------------------------------------------
-# runners: Ray tasks, or this process
-def start_local_ray(num_cpus: int, object_store_mb: int = 200, temp_dir: str | None = None, attempts: int = 3):
-    """A new Ray on this machine only (``address="local"``: never a cluster that happens to run
-    here), without the dashboard, with a small object store (jobs pass file names, not data).
-
-    Ray waits a fixed 30 s for its raylet to register; on a machine whose cores are busy with
-    other work that can pass, so the start is tried ``attempts`` times before giving up."""
-    ray = require_ray()
-    for attempt in range(1, attempts + 1):
-        try:
-            return ray.init(address="local", num_cpus=int(num_cpus), include_dashboard=False,
-                            object_store_memory=int(object_store_mb) * 2**20, logging_level="WARNING",
-                            _temp_dir=temp_dir)
-        except Exception as err:  # Ray raises a bare Exception for this timeout
-            if "timed out during startup" not in str(err) or attempt == attempts:
-                raise
-            ray.shutdown()
-class _Failure:
-    def __init__(self, text):
-        self.text = text
-
-
-class LocalRunner:
-    """The jobs one after another in this process, in the order they were submitted."""
-
-    name = "this process"
-
-    def __init__(self):
-        self._queue = []
-
-    def submit(self, job_id, kind, params, ctx):
-        self._queue.append((job_id, kind, params, ctx))
-
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def wait(self):
-        job_id, kind, params, ctx = self._queue.pop(0)
-        try:
-            return [(job_id, run_job(kind, params, ctx))]
-        except Exception:
-            return [(job_id, _Failure(traceback.format_exc()))]
-
-    def device(self, requested):
-        from .utils import resolve_device
-        return str(resolve_device(requested))
-
-    def close(self):
-        pass
-
-
-class RayRunner:
-    """Each job a Ray task: ``num_gpus=1`` on CUDA, else ``num_cpus=cpus_per_job`` (its torch
-    threads). Ray retries a job whose worker died ``retries`` times (an exception in the job is
-    not retried: it is reported)."""
-
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_job: int = 1,
-                 retries: int = 1, object_store_mb: int = 200, temp_dir: str | None = None, log=print):
-        ray = require_ray()
-        self.ray, self.cpus_per_job, self.retries = ray, int(cpus_per_job), int(retries)
-        if self.cpus_per_job < 1:
-            raise ValueError(f"cpus_per_job={cpus_per_job}: give 1 or more")
-        self._owns = not ray.is_initialized()
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if self._owns:
-            address = address or os.environ.get("RAY_ADDRESS") or None
-            if address:
-                ray.init(address=address, logging_level="WARNING")
-            else:
-                start_local_ray(num_cpus or os.cpu_count() or 1, object_store_mb, temp_dir)
-        res = ray.cluster_resources()
-        self.name = (f"Ray at {address}" if address else "a local Ray") + \
-            f" ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs)"
-        self.gpus = res.get("GPU", 0)
-        self._remote = ray.remote(run_job)
-        self._refs = {}
-
-    def device(self, requested):
-        if requested == "cuda" and not self.gpus:
-            raise ValueError("device='cuda' but the Ray cluster has no GPU; use --device cpu or auto")
-        return "cuda" if requested in ("cuda", "auto") and self.gpus else "cpu"
-
-    def submit(self, job_id, kind, params, ctx):
-        gpu = ctx["device"] == "cuda"
-        opts = dict(num_cpus=self.cpus_per_job, num_gpus=1 if gpu else 0, max_retries=self.retries,
-                    retry_exceptions=False)
-        ref = self._remote.options(**opts).remote(kind, params, ctx, None if gpu else self.cpus_per_job)
-        self._refs[ref] = job_id
-
-    def pending(self) -> int:
-        return len(self._refs)
-
-    def wait(self):
-        done, _ = self.ray.wait(list(self._refs), num_returns=1)
-        out = []
-        for ref in done:
-            job_id = self._refs.pop(ref)
-            try:
-                out.append((job_id, self.ray.get(ref)))
-            except Exception as err:  # RayTaskError (the job's traceback), WorkerCrashedError, ...
-                out.append((job_id, _Failure(f"{type(err).__name__}: {err}")))
-        return out
-
-    def close(self):
-        if self._owns and self.ray.is_initialized():
-            self.ray.shutdown()
-
-
-# ---------------------------------------------------------------------------------------------
 # the driver
 class _Tuner:
     """One method's Optuna study, asked and told from the driver (the journal is written here
@@ -511,8 +386,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
     if not (out / "sweep.json").is_file():  # claim the folder for these settings before any job runs
         save_json({"context": context, "complete": False}, out / "sweep.json")
     if runner is None:
-        runner = (RayRunner(address, num_cpus, cpus_per_job, retries, object_store_mb, ray_temp_dir)
-                  if use_ray else LocalRunner())
+        runner = (RayExecutor(address, num_cpus, cpus_per_job, retries, object_store_mb, ray_temp_dir)
+                  if use_ray else InProcessExecutor())
     try:
         dev = runner.device(device)
         faults = os.environ.get(FAULTS_ENV)
@@ -539,7 +414,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
 
         def submit(job_id, kind, params):
             submitted[job_id] = (kind, params)
-            runner.submit(job_id, kind, params, ctx)
+            runner.submit(job_id, run_job, (kind, params, ctx), threads=cpus_per_job, gpu=ctx["device"] == "cuda")
 
         def add(job_id, kind, params, deps=(), key=None):
             job = {"id": job_id, "kind": kind, "params": params, "deps": list(deps), "key": key}

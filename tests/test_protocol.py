@@ -295,8 +295,8 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     r = run_protocol(_tiny_profile(), tmp_path / "out", on_stage=stages.append, **kw)
     rows = r["rows"]
     # provenance: every stage handed over and timed; every store entry says where it was computed
-    assert stages == ["tune dlfd", "tune neggrad", "evaluate seed 0", "evaluate seed 1", "ablations seed 0",
-                      "ablations seed 1", "per-example test seed 0", "statistics"]
+    assert stages == ["references seed 7", "tune dlfd", "tune neggrad", "evaluate seed 0", "evaluate seed 1",
+                      "ablations seed 0", "ablations seed 1", "per-example test seed 0", "statistics"]
     timed = json.loads((tmp_path / "out" / "stages.json").read_text())
     assert [t["stage"] for t in timed] == stages[:-1] and all(t["seconds"] > 0 for t in timed)
     entry = json.loads(next((tmp_path / "out" / "store").glob("eval-dlfd-*.json")).read_text())
@@ -344,7 +344,8 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
 
     # a second invocation: no unlearning, no training, no trial is run again
     calls = []
-    monkeypatch.setattr(proto, "unlearn", lambda *a, **k: calls.append(a) or pytest.fail("recomputed"))
+    import dlfd_lib.unlearn as unlearn_mod
+    monkeypatch.setattr(unlearn_mod, "unlearn", lambda *a, **k: calls.append(a) or pytest.fail("recomputed"))
     import dlfd_lib.train as train_mod
     monkeypatch.setattr(train_mod, "train_model", lambda *a, **k: pytest.fail("retrained a reference"))
     again = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
@@ -360,7 +361,7 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     # nothing is trained, loaded or recomputed either
     import shutil
     shutil.rmtree(tmp_path / "ckpt")
-    monkeypatch.setattr(proto, "train_references", lambda *a, **k: pytest.fail("needed the reference models"))
+    monkeypatch.setattr(train_mod, "train_or_load", lambda *a, **k: pytest.fail("needed the reference models"))
     third = run_protocol(_tiny_profile(), tmp_path / "out", **kw)
     assert not calls and not (tmp_path / "ckpt").exists()
     pd.testing.assert_frame_equal(third["rows"], rows)
@@ -378,7 +379,8 @@ def test_protocol_end_to_end_and_second_run_reuses_everything(tmp_path, monkeypa
     paired_md = report.paired_markdown(r["paired"])
     p = r["paired"].set_index(["model", "metric"]).loc[("neggrad", "abs_mia_gap")]
     ng_line = next(line for line in paired_md.splitlines() if line.startswith("| NegGrad |"))
-    assert f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] {p['verdict']}, p_Holm {report._p(p['p_holm'])}" \
+    from dlfd_lib.report import _verdict
+    assert f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] {_verdict(p)}, p_Holm {report._p(p['p_holm'])}" \
         == ng_line.split(" | ")[2]
     collapse_md = report.collapse_markdown(col)
     c = col[col["model"] == "neggrad"]["probe_acc"]
