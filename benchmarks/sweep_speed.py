@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     ray_s = time.perf_counter() - t0
     ray.shutdown()
     done = [(t - t0, m.split()[1]) for t, m in stamps if m.startswith("done ")]
-    refs_end = max((t for t, j in done if j.startswith("ref-")), default=float("nan"))
+    refs_end = max((t for t, j in done if j.startswith("reference/")), default=float("nan"))
     results[f"sweep on a local Ray ({args.workers} workers x {threads} threads)"] = {
         "wall_s": ray_s, "threads": threads, "ray_start_s": init_s, "references_done_at_s": refs_end,
         "first_job_done_at_s": done[0][0] if done else float("nan")}

@@ -83,7 +83,7 @@ def _protocol(args):
                                       eval_seeds=args.seeds, tuning_seeds=args.tuning_seeds,
                                       n_strengths=args.strengths, attacks=args.attacks or None,
                                       collapse=args.collapse or None, ablations=args.ablations or None,
-                                      ulira_k=args.ulira_k or None)
+                                      ulira_k=args.ulira_k or None, tuned_from=args.tuned_from)
     print(f"protocol on {args.profile}: tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}, "
           f"{cfg.n_trials} trials per method, {cfg.n_strengths} strengths per front -> {args.out_dir}")
     from dlfd_lib.executors import make_executor
@@ -179,6 +179,8 @@ def main(argv=None):
     ap.add_argument("--tuning-seeds", type=int, nargs="+", default=None, help="default: the profile's")
     ap.add_argument("--trials", type=int, default=None, help="Optuna trials per method (default: the profile's)")
     ap.add_argument("--strengths", type=int, default=None, help="points per front (default: the profile's)")
+    ap.add_argument("--tuned-from", default=None,
+                    help="with --trials 0: the chosen settings of an earlier tuning (e.g. results/quick/tuning)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ray", action="store_true",
                     help="run the protocol's jobs on Ray (a local Ray of --workers x --cpus-per-job cores, or "

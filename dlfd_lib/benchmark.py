@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,6 +22,7 @@ from .data.splits import content_digest
 from .metrics import evaluate
 from .model import save_checkpoint
 from .profiles import Profile, get_profile, profile_name
+from .stats import add_reference_gaps  # abs_mia_gap and Avg. Gap against the same seed's retrained model
 from .train import TrainConfig, train_or_load
 from .unlearn import available_methods, method_defaults, unlearn
 from .utils import resolve_device, to_jsonable
@@ -61,13 +63,23 @@ def train_references(splits, profile: Profile | str, seed: int = 0, device="auto
     return models, metas
 
 
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """How :func:`run_benchmark` handles models and output (each field can also be passed to it by
+    name): ``save_models``, ``reuse``, ``keep_losses_for``, ``progress``, ``on_models``."""
+
+    save_models: bool = False
+    reuse: bool = True
+    keep_losses_for: int | None = None
+    progress: bool = True
+    on_models: Callable[[int, Any, dict], None] | None = None
+
+
 def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequence[str] | None = None,
                   dataset: str = "synthetic", task: str = "age", data_root=None, device="auto",
-                  ckpt_dir: str | Path = "checkpoints", save_models: bool = False, reuse: bool = True,
-                  keep_losses_for: int | None = None,
-                  method_overrides: dict[str, dict] | None = None, variants: dict[str, dict] | None = None,
-                  data_options: dict | None = None, progress: bool = True,
-                  on_models: Callable[[int, Any, dict], None] | None = None, **evaluate_kwargs) -> dict[str, Any]:
+                  ckpt_dir: str | Path = "checkpoints", method_overrides: dict[str, dict] | None = None,
+                  variants: dict[str, dict] | None = None, data_options: dict | None = None,
+                  options: BenchmarkOptions | None = None, **kwargs) -> dict[str, Any]:
     """Evaluate the reference models and ``methods`` (default: all registered) for each seed,
     under ``profile`` (a :class:`~dlfd_lib.profiles.Profile` or its name: its sections size the
     data and the training, its name picks the methods' presets and names the checkpoints).
@@ -86,20 +98,17 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
     earlier run saved there for the same original checkpoint, data, seed, method and resolved
     hyperparameters instead of unlearning again (its row keeps the ``seconds`` of the run that
     made it; ``infos[...]["reused"]`` says which were reused). ``data_options`` go to :func:`dlfd_lib.data.load_splits`;
-    ``evaluate_kwargs`` to :func:`dlfd_lib.metrics.evaluate` (e.g. ``attacks=True``).
     ``on_models(seed, splits, models)`` is called once per seed after the evaluation, with every
-    model of that seed (references and variants), for extra measurements.
+    model of that seed (references and variants), for extra measurements. These five are the
+    fields of ``options`` (:class:`BenchmarkOptions`), or passed by name; every other keyword goes
+    to :func:`dlfd_lib.metrics.evaluate` (e.g. ``attacks=True``).
     """
+    fields_ = set(BenchmarkOptions.__dataclass_fields__)
+    opt = replace(options or BenchmarkOptions(), **{k: v for k, v in kwargs.items() if k in fields_})
+    evaluate_kwargs = {k: v for k, v in kwargs.items() if k not in fields_}
+    keep_losses_for, progress, on_models = opt.keep_losses_for, opt.progress, opt.on_models
     profile = get_profile(profile)
-    if variants is None:
-        methods = list(methods) if methods is not None else available_methods()
-        variants = {m: {"method": m, "hparams": (method_overrides or {}).get(m, {})} for m in methods}
-    unknown = sorted({v["method"] for v in variants.values()} - set(available_methods()))
-    if unknown:
-        raise KeyError(f"unknown unlearning method(s) {unknown}; registered: {available_methods()}")
-    clash = sorted(set(variants) & set(REFERENCES))
-    if clash:
-        raise ValueError(f"variant label(s) {clash} clash with the reference models' names")
+    variants = _variants(methods, method_overrides, variants)
     keep = seeds[0] if keep_losses_for is None else keep_losses_for
     if keep not in seeds:
         raise ValueError(f"keep_losses_for={keep} is not among the seeds {list(seeds)}")
@@ -109,21 +118,10 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
         splits, models, metas = reference_models(profile, seed, dataset, task, data_root, device,
                                                  ckpt_dir, progress, data_options)
         seconds = {role: metas[role].get("train_seconds", np.nan) for role in REFERENCES}
-        paths = {role: metas[role]["path"] for role in REFERENCES}
         for label, variant in variants.items():
-            method, hparams = variant["method"], variant.get("hparams", {})
-            found = (_find_unlearned(method, hparams, paths["original"], splits, profile, seed, ckpt_dir, device)
-                     if reuse else None)
-            if found is not None:
-                models[label], info = found
-                histories[(seed, label)] = info.pop("history")
-            else:
-                result = unlearn(method, models["original"], splits, profile=profile,
-                                 device=device, seed=seed, progress=progress, **hparams)
-                models[label], info = result.model, {**result.info, "reused": False}
-                histories[(seed, label)] = result.history
-                if save_models:
-                    _save_unlearned(result, splits, profile, seed, ckpt_dir, label, paths["original"])
+            models[label], info, history = _variant_model(variant, label, models["original"], metas["original"]["path"],
+                                                          splits, profile, seed, device, ckpt_dir, opt)
+            histories[(seed, label)] = history
             seconds[label] = info["seconds"]
             infos[(seed, label)] = info
         for name, model in models.items():
@@ -136,8 +134,38 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
             on_models(seed, splits, models)
         if seed == keep:
             kept = {"models": models, "splits": splits, "cfg": TrainConfig.from_profile(profile)}
-    from .stats import add_reference_gaps  # abs_mia_gap and Avg. Gap against the same seed's retrained model
     return {"rows": add_reference_gaps(pd.DataFrame(rows)), "histories": histories, "infos": infos, "losses": losses, **kept}
+
+
+def _variants(methods, method_overrides, variants) -> dict[str, dict]:
+    """``variants``, or one per method (default: all registered) with its overrides; checked."""
+    if variants is None:
+        methods = list(methods) if methods is not None else available_methods()
+        variants = {m: {"method": m, "hparams": (method_overrides or {}).get(m, {})} for m in methods}
+    unknown = sorted({v["method"] for v in variants.values()} - set(available_methods()))
+    if unknown:
+        raise KeyError(f"unknown unlearning method(s) {unknown}; registered: {available_methods()}")
+    clash = sorted(set(variants) & set(REFERENCES))
+    if clash:
+        raise ValueError(f"variant label(s) {clash} clash with the reference models' names")
+    return variants
+
+
+def _variant_model(variant: dict, label: str, original, original_path, splits, profile, seed, device, ckpt_dir,
+                   opt: BenchmarkOptions):
+    """``(model, info, history)`` of one variant on one seed: reused from ``ckpt_dir`` (with
+    ``opt.reuse``) or unlearned now (and saved with ``opt.save_models``)."""
+    method, hparams = variant["method"], variant.get("hparams", {})
+    found = (_find_unlearned(method, hparams, original_path, splits, profile, seed, ckpt_dir, device)
+             if opt.reuse else None)
+    if found is not None:
+        model, info = found
+        return model, info, info.pop("history")
+    result = unlearn(method, original, splits, profile=profile, device=device, seed=seed, progress=opt.progress,
+                     **hparams)
+    if opt.save_models:
+        _save_unlearned(result, splits, profile, seed, ckpt_dir, label, original_path)
+    return result.model, {**result.info, "reused": False}, result.history
 
 
 def unlearned_path(splits, profile: Profile | str, seed: int, ckpt_dir: str | Path, method: str,

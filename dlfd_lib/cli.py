@@ -98,12 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser(
         "sweep", help="seeds x methods (x tuning trials) as Ray tasks, resumable",
-        description="Reference models first (each trained once), then one Ray task per unlearning + "
-                    "evaluation job (one GPU each on CUDA, --cpus-per-job cores otherwise); with --trials, "
-                    "each method's Optuna study first, its trials as tasks. Every finished job is kept in "
-                    "--out: the same command again skips what is done and redoes what was cut off or "
-                    "failed. Writes the rows notebook 03 writes (03_benchmark_rows_<tag>.csv). Needs the "
-                    "`ray` extra (pip install -e '.[ray]'), except with --no-ray.")
+        description="The protocol's plan of jobs at a notebook's sizes: reference models first (each trained "
+                    "once), each method's Optuna study with --trials (its trials in order, the studies side "
+                    "by side), then one job per seed and method: its model at its tuned setting, evaluated "
+                    "(one GPU per job on CUDA, --cpus-per-job cores otherwise). Every finished job is kept in "
+                    "--out: the same command again runs only what is missing. Writes the rows notebook 03 "
+                    "writes (03_benchmark_rows_<tag>.csv). Needs the `ray` extra (pip install -e '.[ray]'), "
+                    "except with --no-ray.")
     sweep.add_argument("--profile", choices=list(PROFILES), default="quick",
                        help="sizes for everything and the methods' defaults (default: quick)")
     sweep.add_argument("--dataset", default="synthetic", help="synthetic (default), mufac, rafdb or folder")
@@ -121,10 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "defaults; the protocol uses the profile's protocol n_trials)")
     sweep.add_argument("--tuning-seeds", type=int, nargs="+", default=None, metavar="SEED",
                        help="seeds the tuning runs on, never evaluated (default: the profile's protocol tuning_seeds)")
-    sweep.add_argument("--trial-batch", type=int, default=4, metavar="K",
-                       help="trials of one method asked at once and run in parallel (default 4; the "
-                            "chosen settings depend on it, not on the number of workers; 1: exactly the "
-                            "protocol's sequential trials)")
+    sweep.add_argument("--trial-batch", type=int, default=1, metavar="1",
+                       help="kept for old command lines: only 1 (each study's trials run in trial order, as "
+                            "the protocol's; the studies of different methods run side by side)")
     sweep.add_argument("--attacks", action="store_true",
                        help="also run the four-attack suite in every evaluation (as notebook 03)")
     sweep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -244,7 +244,11 @@ def _sweep(args) -> int:
                          methods=args.methods, dataset=args.dataset, task=args.task, data_root=args.data_root,
                          data_options=args.data_options, n_trials=args.trials,
                          tuning_seeds=args.tuning_seeds or proto.get("tuning_seeds", [100]),
-                         n_mia=proto.get("n_mia", 3), trial_batch=args.trial_batch, attacks=args.attacks)
+                         n_mia=proto.get("n_mia", 3), attacks=args.attacks)
+        if args.trial_batch != 1:
+            raise ValueError(f"--trial-batch {args.trial_batch}: a sweep now runs each method's trials in trial "
+                             f"order, as the protocol does (the studies of different methods run side by side); "
+                             f"leave --trial-batch out")
         out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.profile}"
         res = run_sweep(spec, out, profile=profile, ckpt_dir=args.ckpt_dir, device=args.device,
                         use_ray=not args.no_ray, address=args.address, num_cpus=args.num_cpus,

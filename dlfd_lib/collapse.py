@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -73,7 +74,7 @@ from .metrics import is_scalar, named_table
 __all__ = [
     "linear_probe", "class_separability", "silhouette",
     "scatter_ratio", "identity_knn", "linear_cka", "collapse_measures", "collapse_table",
-    "CollapseTracker", "COLLAPSE_COLUMNS",
+    "CollapseTracker", "CollapseConfig", "COLLAPSE_COLUMNS",
 ]
 
 #: Column order of :func:`collapse_table` (those present; other scalar entries follow).
@@ -370,17 +371,44 @@ def _is_module(obj) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
+@dataclass(frozen=True)
+class CollapseConfig:
+    """How :func:`collapse_measures` and :class:`CollapseTracker` measure (every field can also be
+    passed to them by name): the feature ``layer``; the splits ``names`` whose CKA to the original
+    is measured; the probe fitted on ``probe_train`` and scored on ``probe_eval`` (``probe_C``,
+    ``probe_max_iter``, at most ``max_train`` training images); the class separability on
+    ``separability_split`` (``metric``, at most ``max_samples`` images); the identity ``k``-NN;
+    ``cka_debiased``; the feature pass's ``batch_size`` and ``amp``."""
+
+    layer: str = "penultimate"
+    names: Sequence[str] = ("retain", "forget", "test")
+    probe_train: str = "retain"
+    probe_eval: Sequence[str] = ("test", "forget")
+    separability_split: str = "test"
+    metric: str = "cosine"
+    max_samples: int | None = 2000
+    max_train: int | None = None
+    probe_C: float = 1.0
+    probe_max_iter: int = 2000
+    k: int = 1
+    cka_debiased: bool = False
+    batch_size: int = 256
+    amp: bool = False
+
+    def updated(self, settings: Mapping[str, Any], where: str = "collapse_measures") -> "CollapseConfig":
+        """This config with ``settings`` (field name -> value) replaced; an unknown name raises,
+        listing the valid ones."""
+        known = {f.name for f in fields(self)}
+        bad = sorted(set(settings) - known)
+        if bad:
+            raise TypeError(f"{where}: unknown setting(s) {bad}; CollapseConfig has {sorted(known)}")
+        return replace(self, **settings) if settings else self
+
+
 def collapse_measures(model: torch.nn.Module | None, splits, reference=None, original=None, *,
-                      features: Mapping[str, FeatureDict] | None = None,
-                      layer: str = "penultimate",
-                      names: Sequence[str] = ("retain", "forget", "test"),
-                      probe_train: str = "retain", probe_eval: Sequence[str] = ("test", "forget"),
-                      separability_split: str = "test", metric: str = "cosine",
-                      max_samples: int | None = 2000, max_train: int | None = None,
-                      probe_C: float = 1.0, probe_max_iter: int = 2000,
-                      k: int = 1, cka_debiased: bool = False, seed: int = 0,
-                      device: str | torch.device | None = None, batch_size: int = 256,
-                      amp: bool = False, return_features: bool = False) -> dict[str, Any]:
+                      features: Mapping[str, FeatureDict] | None = None, config: CollapseConfig | None = None,
+                      seed: int = 0, device: str | torch.device | None = None, return_features: bool = False,
+                      **settings) -> dict[str, Any]:
     """All correlation-collapse measures of one model, from one feature pass per split.
 
     ``model`` is read with :func:`extract_features` on the splits ``names`` (plus any split the
@@ -403,7 +431,14 @@ def collapse_measures(model: torch.nn.Module | None, splits, reference=None, ori
 
     Also ``notes`` (a list of strings; empty when all is well) and, with
     ``return_features``, ``features`` ({split: feature dict}); :func:`collapse_table` skips both.
+    How it measures: ``config`` (:class:`CollapseConfig`), or its fields by name (``layer=``,
+    ``max_samples=``, ...) on top of it.
     """
+    cfg = (config or CollapseConfig()).updated(settings)
+    layer, names, probe_train, probe_eval = cfg.layer, cfg.names, cfg.probe_train, cfg.probe_eval
+    separability_split, metric, max_samples, k = cfg.separability_split, cfg.metric, cfg.max_samples, cfg.k
+    probe_C, probe_max_iter, max_train, cka_debiased = cfg.probe_C, cfg.probe_max_iter, cfg.max_train, cfg.cka_debiased
+    batch_size, amp = cfg.batch_size, cfg.amp
     if features is None and model is None:
         raise ValueError("collapse_measures needs a model or precomputed features=: pass the model "
                          "(its features are extracted) or features=extract_all(model, splits)")
@@ -545,11 +580,16 @@ class CollapseTracker:
     instead of an error.
     """
 
-    def __init__(self, splits, original=None, every: int = 1, max_samples: int = 256,
-                 names: Sequence[str] = ("retain", "forget", "test"), layer: str = "penultimate",
-                 metric: str = "cosine", k: int = 1, cka_debiased: bool = True,
-                 probe_C: float = 1.0, probe_max_iter: int = 500, seed: int = 0,
-                 device: str | torch.device | None = None, batch_size: int = 256, amp: bool = False):
+    #: the tracker's own defaults on top of :class:`CollapseConfig`'s
+    DEFAULTS = CollapseConfig(cka_debiased=True, probe_max_iter=500)
+
+    def __init__(self, splits, original=None, every: int = 1, max_samples: int = 256, *,
+                 config: CollapseConfig | None = None, seed: int = 0, device: str | torch.device | None = None,
+                 **settings):
+        cfg = (config or self.DEFAULTS).updated(settings, where="CollapseTracker")
+        names, layer, metric, k, cka_debiased = cfg.names, cfg.layer, cfg.metric, cfg.k, cfg.cka_debiased
+        probe_C, probe_max_iter, batch_size, amp = cfg.probe_C, cfg.probe_max_iter, cfg.batch_size, cfg.amp
+        self.config = cfg
         if every < 1:
             raise ValueError(f"every={every}: give a call count >= 1 (1 measures at every call)")
         if max_samples < 8:
@@ -610,10 +650,8 @@ class CollapseTracker:
             record["note"] = f"non-finite features on {', '.join(bad)} (the model diverged)"
         else:
             r = collapse_measures(None, self.splits, original=self.original_features, features=feats,
-                                  layer=self.layer, names=self.names if self.original_features else (),
-                                  metric=self.metric, max_samples=None, k=self.k,
-                                  cka_debiased=self.cka_debiased, probe_C=self.probe_C,
-                                  probe_max_iter=self.probe_max_iter, seed=self.seed)
+                                  config=self.config, names=self.names if self.original_features else (),
+                                  max_samples=None, seed=self.seed)
             record.update({key: v for key, v in r.items() if is_scalar(v)})
         record["seconds"] = time.perf_counter() - t0
         record.update(extra)

@@ -130,15 +130,20 @@ class RayExecutor:
         res = ray.cluster_resources()
         self.name = (f"Ray at {address}" if address else "a local Ray") + \
             f" ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs)"
-        self.gpus = res.get("GPU", 0)
-        self.workers = int(self.gpus) or max(1, int(res.get("CPU", 1)) // self.cpus_per_job)
+        self.gpus, self.cpus = res.get("GPU", 0), res.get("CPU", 1)
+        self.workers = max(1, int(self.cpus) // self.cpus_per_job)  # jobs at a time; on GPUs set by device()
         self._remote = ray.remote(call_with_threads)
         self._refs: dict = {}
 
     def device(self, requested) -> str:
-        if requested == "cuda" and not self.gpus:
-            raise ValueError("device='cuda' but the Ray cluster has no GPU; use --device cpu or auto")
-        return "cuda" if requested in ("cuda", "auto") and self.gpus else "cpu"
+        """The jobs' device: ``auto`` is CUDA when the cluster has GPUs (one per job), else the CPU."""
+        import torch
+        kind = "cuda" if (requested in (None, "auto") and self.gpus) else \
+            ("cpu" if requested in (None, "auto") else torch.device(requested).type)
+        if kind == "cuda" and not self.gpus:
+            raise ValueError(f"device={requested!r} but the Ray cluster has no GPU; use --device cpu or auto")
+        self.workers = int(self.gpus) if kind == "cuda" else max(1, int(self.cpus) // self.cpus_per_job)
+        return kind
 
     def submit(self, job_id: str, fn: Callable, args: tuple, threads: int | None = None, gpu: bool = False):
         opts = dict(num_cpus=self.cpus_per_job, num_gpus=1 if gpu else 0, max_retries=self.retries,

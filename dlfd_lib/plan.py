@@ -78,6 +78,7 @@ class PlanContext:
     ckpt_dir: str = "checkpoints"
     progress: bool = False
     faults: str | None = None
+    save_models: bool = False  # also keep each method's tuned model in ckpt_dir, for the notebooks to reuse
 
     @property
     def methods(self) -> list[str]:
@@ -151,8 +152,10 @@ def tuned_settings(ctx: PlanContext) -> dict[str, dict]:
     from .tuning import load_tuned
     cfg = ctx.config
     if cfg.n_trials == 0 and cfg.tuned_from:
-        return {**{m: {} for m in ctx.methods}, **load_tuned(cfg.tuned_from, ctx.methods)}
-    return load_tuned(Path(ctx.out_dir) / "tuning", ctx.methods)
+        found = {**{m: {} for m in ctx.methods}, **load_tuned(cfg.tuned_from, ctx.methods)}
+    else:
+        found = load_tuned(Path(ctx.out_dir) / "tuning", ctx.methods)
+    return {m: found[m] for m in ctx.methods if m in found}  # in the order of the methods
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,8 +204,8 @@ _PROVENANCE: dict = {}
 
 def seed_refs(ctx: PlanContext, seed: int, keep: int = 2) -> SeedRefs:
     """The process's :class:`SeedRefs` of ``seed`` under ``ctx`` (the ``keep`` latest are kept)."""
-    key = json.dumps([ctx.profile.name, ctx.dataset, ctx.task, str(ctx.data_root), ctx.data_options, ctx.device,
-                      str(ctx.ckpt_dir), seed], sort_keys=True, default=str)
+    key = json.dumps([ctx.profile.name, ctx.profile.as_dict(), ctx.dataset, ctx.task, str(ctx.data_root),
+                      ctx.data_options, ctx.device, str(ctx.ckpt_dir), seed], sort_keys=True, default=str)
     if key not in _SEEDS:
         _SEEDS[key] = SeedRefs(ctx, seed)
         while len(_SEEDS) > keep:
@@ -212,8 +215,11 @@ def seed_refs(ctx: PlanContext, seed: int, keep: int = 2) -> SeedRefs:
 
 
 def _provenance(device: str) -> dict:
+    """This process's provenance (cached); a driver without the jobs' GPU describes its CPU."""
     if device not in _PROVENANCE:
-        _PROVENANCE[device] = run_provenance(device)
+        import torch
+        here = device if torch.device(device).type != "cuda" or torch.cuda.is_available() else "cpu"
+        _PROVENANCE[device] = {**run_provenance(here), "device": str(device)}
     return _PROVENANCE[device]
 
 
@@ -357,7 +363,6 @@ def _reference_eval_job(ctx, seed) -> bool:
 
 
 def _evaluate_job(ctx, seed, method) -> bool:
-    from .unlearn import unlearn
     cfg, r, store, computed = ctx.config, seed_refs(ctx, seed), ctx.store(), False
     tuned = tuned_settings(ctx)
     for kind, _, hp in method_settings(ctx, method, seed, tuned):
@@ -366,18 +371,31 @@ def _evaluate_job(ctx, seed, method) -> bool:
         row, crow = store.get(ev, prefix=ev_prefix), store.get(col, prefix=col_prefix) if measure else None
         if row is not None and (crow is not None or not measure):
             continue
-        res = unlearn(method, r.model("original"), r.splits, profile=ctx.profile, device=ctx.device, seed=seed,
-                      progress=False, **hp)
+        model, seconds = _unlearned(ctx, r, method, hp, saved=ctx.save_models and kind == "tuned")
         if row is None:
-            row = _evaluate_row(res.model, r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks)
-            store.put(ev, {**row, "seconds": res.info["seconds"]}, prefix=ev_prefix)
+            row = _evaluate_row(model, r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks)
+            store.put(ev, {**row, "seconds": seconds}, prefix=ev_prefix)
         if measure and crow is None:
             from .inference import extract_all
             from .utils import resolve_device
-            feats = extract_all(res.model, r.splits, device=resolve_device(ctx.device))
+            feats = extract_all(model, r.splits, device=resolve_device(ctx.device))
             store.put(col, _collapse_row(feats, r), prefix=col_prefix)
         computed = True
     return computed
+
+
+def _unlearned(ctx, r: SeedRefs, method: str, hp: dict, saved: bool):
+    """``(model, seconds)`` of ``method`` at ``hp`` from the seed's original; with ``saved`` the
+    model is kept in (or reused from) ``ckpt_dir`` as the notebooks keep theirs."""
+    if saved:
+        from .benchmark import unlearned_model
+        model, info = unlearned_model(method, r.model("original"), r.paths["original"], r.splits, ctx.profile,
+                                      r.seed, device=ctx.device, ckpt_dir=ctx.ckpt_dir, hparams=hp, progress=False)
+        return model, info["seconds"]
+    from .unlearn import unlearn
+    res = unlearn(method, r.model("original"), r.splits, profile=ctx.profile, device=ctx.device, seed=r.seed,
+                  progress=False, **hp)
+    return res.model, res.info["seconds"]
 
 
 def _ablation_job(ctx, seed, label) -> bool:
@@ -421,7 +439,7 @@ def _tune_job(ctx, method) -> bool:
     from .tuning import tune_method, validation_objective
     from .unlearn import method_search_space, unlearn
     cfg, store = ctx.config, ctx.store()
-    space, n_before = method_search_space(method), len(store)
+    space, computed = method_search_space(method), []
 
     def evaluate_setting(hp):
         hp, scores = {**hp, **cfg.fixed.get(method, {})}, []
@@ -436,13 +454,14 @@ def _tune_job(ctx, method) -> bool:
                 val = validation_objective(res.model, r.splits, store.get(_target_key(cfg, seed, r.names)),
                                            ctx.device, seed, cfg.n_mia)
                 store.put(key, {**val, "seconds": res.info["seconds"]}, prefix=f"tune-{method}-")
+                computed.append(key)
             scores.append(val["score"])
         return float(np.mean(scores))
 
     tune_method(method, evaluate_setting, space, cfg.n_trials if space else 0, Path(ctx.out_dir) / "tuning",
                 seed=cfg.tuning_seeds[0] if cfg.tuning_seeds else 0,
                 meta={"profile": ctx.profile.name, "tuning_seeds": cfg.tuning_seeds})
-    return len(store) > n_before
+    return bool(computed)
 
 
 _KINDS = {"reference": _reference_job, "reference_eval": _reference_eval_job, "tune": _tune_job,
@@ -485,7 +504,7 @@ def pending_jobs(jobs: list[Job], ctx: PlanContext) -> set[str]:
     whose checkpoint (or, on a tuning seed, the tuning target) is missing."""
     store, by_id = ctx.store(), {j.id: j for j in jobs}
     todo = {j.id for j in jobs if j.kind == "tune" and not _tune_done(ctx, j.params["method"])}
-    tuned = tuned_settings(ctx) if not todo else {}
+    tuned = tuned_settings(ctx)  # the finished tunings (a job after a pending one is pending anyway)
     for j in jobs:
         if j.kind in ("reference", "tune"):
             continue
@@ -523,7 +542,8 @@ def execute(jobs: list[Job], ctx: PlanContext, executor, log=print, on_stage=Non
                 state.block(job)
             elif all(d not in state.waiting for d in job.deps):
                 todo.remove(job)
-                executor.submit(job.id, run_job, (job.kind, job.params, ctx), gpu=ctx.device == "cuda")
+                state.started(job)
+                executor.submit(job.id, run_job, (job.kind, job.params, ctx), gpu=_on_gpu(ctx.device))
         if not executor.pending():
             if todo:  # nothing can start: every remaining job waits on a failed one
                 for job in list(todo):
@@ -544,11 +564,15 @@ class _RunState:
         self.jobs = {j.id: j for j in todo}
         self.waiting = set(self.jobs)
         self.left = Counter(j.stage for j in todo)
-        self.seconds, self.computed = Counter(), set()
+        self.seconds, self.computed, self.start, self.broken = Counter(), set(), {}, set()
         self.ran, self.failed, self.blocked = [], {}, set()
         self.provenance = _provenance(ctx.device)
 
+    def started(self, job):
+        self.start.setdefault(job.stage, time.perf_counter())
+
     def block(self, job):
+        self.broken.add(job.stage)
         self.blocked.add(job.id)
         self.waiting.discard(job.id)
         self._stage_step(job.stage)
@@ -560,10 +584,12 @@ class _RunState:
         failure_file = self.out / "failures" / f"{job_id.replace('/', '_')}.json"
         if isinstance(value, Failure):
             self.failed[job_id] = value.text
+            self.broken.add(job.stage)
             save_json({"job": job_id, "kind": job.kind, "params": job.params, "traceback": value.text}, failure_file)
             self.log(f"job {job_id} FAILED (the others go on; traceback in {failure_file})")
         else:
             self.ran.append(job_id)
+            self.log(f"done {job_id} ({value['seconds']:.1f} s{'' if value['computed'] else ', nothing to compute'})")
             self.seconds[job.stage] += value["seconds"]
             if value["computed"]:
                 self.computed.add(job.stage)
@@ -574,11 +600,19 @@ class _RunState:
         self.left[stage] -= 1
         if self.left[stage] > 0:
             return
+        if stage in self.broken:  # recorded when a later call finishes it
+            return
         if stage in self.computed:
-            _record_stage(self.out, stage, self.seconds[stage], self.provenance)
-            self.log(f"{stage}: done ({self.seconds[stage]:.0f} s of job time)")
+            wall = time.perf_counter() - self.start.get(stage, time.perf_counter())
+            _record_stage(self.out, stage, wall, self.seconds[stage], self.provenance)
+            self.log(f"{stage}: done ({wall:.0f} s wall, {self.seconds[stage]:.0f} s of job time)")
         if self.on_stage is not None:
             self.on_stage(stage)
+
+
+def _on_gpu(device: str) -> bool:
+    import torch
+    return torch.device(device).type == "cuda"
 
 
 def read_stages(out: Path) -> list[dict]:
@@ -586,10 +620,11 @@ def read_stages(out: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def _record_stage(out: Path, name: str, seconds: float, provenance: dict) -> None:
-    """Append one finished stage and its job time to ``out/stages.json``."""
+def _record_stage(out: Path, name: str, seconds: float, job_seconds: float, provenance: dict) -> None:
+    """Append one finished stage to ``out/stages.json``: its wall time (first job started to last
+    job ended) and the sum of its jobs' times (the same on one worker)."""
     stages = read_stages(out)
-    stages.append({"stage": name, "seconds": round(seconds, 2),
+    stages.append({"stage": name, "seconds": round(seconds, 2), "job_seconds": round(job_seconds, 2),
                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "commit": (provenance.get("git") or {}).get("commit"), "cpu": provenance.get("cpu"),
                    "precision": provenance.get("precision"), "torch": provenance.get("torch")})

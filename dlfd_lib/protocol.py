@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,20 +197,24 @@ def run_protocol(profile: Profile | str, out_dir: str | Path, config: ProtocolCo
     call continues from the store.
     """
     from .executors import InProcessExecutor
-    from .plan import PlanContext, build_plan, collect, execute, failure_summary, tuned_settings
+    from .plan import PlanContext, _provenance, build_plan, collect, execute, failure_summary, tuned_settings
     t_start = time.perf_counter()
     profile = get_profile(profile)
     cfg = config if config is not None else ProtocolConfig.from_profile(profile)
     executor = executor or InProcessExecutor()
-    ctx = PlanContext(profile, cfg, str(out_dir), dataset=dataset, task=task, data_root=data_root,
-                      data_options=data_options or {}, device=executor.device(device), ckpt_dir=str(ckpt_dir),
-                      progress=progress, faults=os.environ.get(FAULTS_ENV))
+    faults = os.environ.get(FAULTS_ENV)
+    jobs_cfg = replace(cfg, tuned_from=str(Path(cfg.tuned_from).resolve())) if cfg.tuned_from else cfg
+    ctx = PlanContext(profile, jobs_cfg, str(Path(out_dir).resolve()), dataset=dataset, task=task,  # absolute: for
+                      data_root=str(Path(data_root).resolve()) if data_root else None,  # workers elsewhere
+                      data_options=data_options or {}, device=executor.device(device),
+                      ckpt_dir=str(Path(ckpt_dir).resolve()), progress=progress,
+                      faults=str(Path(faults).resolve()) if faults else None)
     outcome = execute(build_plan(ctx), ctx, executor, log=log or (lambda *a, **k: None), on_stage=on_stage)
     if outcome["failed"] or outcome["blocked"]:
         raise RuntimeError(failure_summary(outcome, out_dir))
     tuned = tuned_settings(ctx)
     results = statistics(cfg, ctx.methods, collect(ctx, tuned))
-    results.update(config=cfg, tuned=tuned, provenance=run_provenance(ctx.device))
+    results.update(config=cfg, tuned=tuned, provenance=_provenance(ctx.device))
     results["paths"] = write_results(Path(out_dir), profile, dataset, task, results, t_start)
     if on_stage is not None:
         on_stage("statistics")

@@ -27,7 +27,7 @@ with the cosine cost, uniform weights, ε = 0.01 and 50 iterations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from .unlearn.dlfd import Perturbation, valid_range
 from .unlearn.ot import mean_feature_distance, ot_distance
 
 __all__ = ["point_clouds", "sq_euclidean_cost", "SinkhornResult", "sinkhorn", "exact_ot",
-           "pot_sinkhorn", "step_batches", "StepTrace", "trace_perturbation", "feature_plane",
+           "pot_sinkhorn", "step_batches", "StepTrace", "StepSettings", "trace_perturbation", "feature_plane",
            "sweep_step", "to_pixels"]
 
 
@@ -193,11 +193,32 @@ class StepTrace:
         return self.x_star - self.x
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """One DLFD perturbation's hyperparameters: ``K`` δ-steps of size ``alpha`` (normalised pixel
+    units), the OT weight ``w_f`` and the retain weight ``w_t``, an optional L∞ bound ``eps``, the
+    ``feature_layer`` and the ``distance`` (``"ot"`` or ``"mean"``)."""
+
+    K: int = 15
+    alpha: float = 0.4
+    w_f: float = 3.0
+    w_t: float = 0.0
+    eps: float | None = None
+    feature_layer: str = "logits"
+    distance: str = "ot"
+
+    def updated(self, overrides: dict, where: str) -> "StepSettings":
+        known = set(self.__dataclass_fields__)
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise TypeError(f"{where}: unknown setting(s) {bad}; StepSettings has {sorted(known)}")
+        return replace(self, **overrides) if overrides else self
+
+
 def trace_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_f: torch.Tensor | None = None,
-                       *, K: int = 15, alpha: float = 0.4, w_f: float = 3.0, w_t: float = 0.0,
-                       mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), eps: float | None = None,
-                       feature_layer: str = "logits", distance: str = "ot", amp: bool = False,
-                       forget_feats: torch.Tensor | None = None) -> StepTrace:
+                       *, settings: StepSettings | None = None, mean=(0.485, 0.456, 0.406),
+                       std=(0.229, 0.224, 0.225), amp: bool = False, forget_feats: torch.Tensor | None = None,
+                       **overrides) -> StepTrace:
     """The K δ-steps of DLFD on retain batch ``(x, y)`` against forget batch ``x_f`` (or its
     precomputed ``forget_feats``), with the model in eval mode as in the DLFD loop, and what
     each step did.
@@ -207,7 +228,12 @@ def trace_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_f: 
     ``Perturbation.__call__`` returns (tested); one extra forward pass measures the batch after
     the last step. ``mean``/``std`` are the data's normalisation (``splits.mean``, ``splits.std``);
     ``alpha`` and ``eps`` are in normalised pixel units, as in DLFD. The model is left in eval mode.
+    The hyperparameters: ``settings`` (:class:`StepSettings`), or its fields by name on top of it
+    (``K=``, ``alpha=``, ``w_f=``, ``w_t=``, ``eps=``, ``feature_layer=``, ``distance=``).
     """
+    st = (settings or StepSettings()).updated(overrides, "trace_perturbation")
+    K, alpha, w_f, w_t, eps, feature_layer, distance = (st.K, st.alpha, st.w_f, st.w_t, st.eps, st.feature_layer,
+                                                        st.distance)
     if K < 0:
         raise ValueError(f"K must be >= 0; got {K}")
     if distance not in ("ot", "mean"):

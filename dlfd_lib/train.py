@@ -215,7 +215,8 @@ def checkpoint_path(ckpt_dir: str | Path, splits: UnlearningSplits, role: str, c
     The precision (bf16 or float32, :func:`dlfd_lib.utils.amp_enabled` on ``device``) is part of
     the key: the same recipe trained in bf16 and in float32 gives different models, so a machine
     without native CPU bf16 never takes (or is given results keyed by) one trained with it."""
-    precision = "bf16" if amp_enabled(resolve_device(device), cfg.amp) else "float32"
+    named = torch.device(device) if device is not None and str(device) != "auto" else resolve_device(device)
+    precision = "bf16" if amp_enabled(named, cfg.amp) else "float32"  # a name only: no GPU needed here
     config = to_jsonable({"role": role, "data": splits_fingerprint(splits), "train": asdict(cfg), "seed": seed,
                           "precision": precision})
     key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]

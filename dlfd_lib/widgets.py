@@ -89,9 +89,12 @@ def feature_explorer(emb: pd.DataFrame, models: Sequence[str] | None = None, com
     return box
 
 
-def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int = 8, alpha: float = 0.1,
-                       w_f: float = 3.0, w_t: float = 0.5, feature_layer: str = "logits", n_show: int = 6,
-                       max_K: int = 30, max_alpha: float = 1.0, max_w_f: float = 10.0, max_w_t: float = 3.0):
+#: the step explorer's sliders: their upper ends (``limits=`` replaces any of them)
+STEP_LIMITS = {"K": 30, "alpha": 1.0, "w_f": 10.0, "w_t": 3.0}
+
+
+def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, n_show: int = 6,
+                       limits: dict | None = None, **start):
     """An explorer of one DLFD perturbation (:func:`dlfd_lib.teach.trace_perturbation`) of the
     retain batch ``(x, y)`` against the forget batch ``x_f``.
 
@@ -100,14 +103,24 @@ def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int 
     :func:`dlfd_lib.plots.plot_dlfd_step`. The forget features are computed once; traces are
     cached per setting, so going back to a setting is instant. Sliders update on release. Returns
     an ``ipywidgets.VBox``; ``.controls`` holds the sliders, ``.redraw()`` redraws, ``.trace`` is the
-    last trace and ``.summary`` its one-line summary (used by the tests).
+    last trace and ``.summary`` its one-line summary (used by the tests). ``start``: the sliders'
+    first setting and the fixed ones (:class:`dlfd_lib.teach.StepSettings` fields by name: ``K``,
+    ``alpha``, ``w_f``, ``w_t``, ``feature_layer``, ...; default K = 8, α = 0.1, w_f = 3, w_t = 0.5,
+    logits); ``limits``: the sliders' upper ends (:data:`STEP_LIMITS`).
     """
+    import dataclasses
+
     import ipywidgets as W
     import torch
 
     from . import plots
-    from .teach import trace_perturbation
+    from .teach import StepSettings, trace_perturbation
     from .inference import features_of
+
+    st = StepSettings(K=8, alpha=0.1, w_f=3.0, w_t=0.5).updated(start, "dlfd_step_explorer")
+    top = {**STEP_LIMITS, **(limits or {})}
+    K, alpha, w_f, w_t, feature_layer = st.K, st.alpha, st.w_f, st.w_t, st.feature_layer
+    max_K, max_alpha, max_w_f, max_w_t = top["K"], top["alpha"], top["w_f"], top["w_t"]
 
     model.eval()
     device = next(model.parameters()).device
@@ -127,8 +140,8 @@ def dlfd_step_explorer(model, x, y, x_f, mean, std, class_names=None, *, K: int 
     def redraw(*_):
         key = (round(c_alpha.value, 6), int(c_K.value), round(c_wf.value, 6), round(c_wt.value, 6))
         if key not in cache:
-            cache[key] = trace_perturbation(model, x, y, K=key[1], alpha=key[0], w_f=key[2], w_t=key[3],
-                                            mean=mean, std=std, feature_layer=feature_layer,
+            chosen = dataclasses.replace(st, K=key[1], alpha=key[0], w_f=key[2], w_t=key[3])
+            cache[key] = trace_perturbation(model, x, y, settings=chosen, mean=mean, std=std,
                                             forget_feats=forget_feats)
         t = cache[key]
         box.trace = t

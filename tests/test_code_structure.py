@@ -1,4 +1,5 @@
-"""The library's structure: no import cycle among its modules (imports inside functions count,
+"""The library's structure: short orchestration functions, no function with too many parameters, and
+no import cycle among its modules (imports inside functions count,
 since they run too)."""
 from __future__ import annotations
 
@@ -85,3 +86,50 @@ def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
     assert _cycles(_import_graph(pkg)) == [["pkg.c", "pkg.sub.a", "pkg.sub.b"]]
     (pkg / "sub" / "b.py").write_text("import os\n")
     assert _cycles(_import_graph(pkg)) == []
+
+
+#: the orchestration code, whose functions stay short (issue 29): the plan, its executors, the
+#: protocol, the store, the sweep and the benchmark
+SHORT_FUNCTION_FILES = ("plan.py", "executors.py", "protocol.py", "store.py", "sweep.py", "benchmark.py")
+MAX_LINES, MAX_PARAMS = 60, 14
+
+
+def _functions(source: str):
+    """``(name, lines, parameters)`` of every function and method in ``source`` (``self`` / ``cls``
+    not counted; ``*args`` and ``**kwargs`` count one each)."""
+    import ast
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+            n = len(names) - (names[:1] in (["self"], ["cls"])) + (a.vararg is not None) + (a.kwarg is not None)
+            yield node.name, node.end_lineno - node.lineno + 1, n
+
+
+def _violations(package_dir: Path) -> list[str]:
+    out = []
+    for f in sorted(package_dir.rglob("*.py")):
+        for name, lines, params in _functions(f.read_text()):
+            if params > MAX_PARAMS:
+                out.append(f"{f.name}:{name} takes {params} parameters (at most {MAX_PARAMS}: group them in a "
+                           f"config dataclass)")
+            if f.name in SHORT_FUNCTION_FILES and lines > MAX_LINES:
+                out.append(f"{f.name}:{name} is {lines} lines long (at most {MAX_LINES})")
+    return out
+
+
+def test_orchestration_functions_are_short_and_no_function_takes_too_many_parameters():
+    bad = _violations(Path(__file__).resolve().parents[1] / "dlfd_lib")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_limits_check_finds_a_long_function_and_a_long_signature(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "plan.py").write_text("def ok(self, a, *b, **c):\n    return 1\n")
+    (pkg / "other.py").write_text("def long():\n" + "    x = 1\n" * 80)  # long, but not orchestration code
+    assert _violations(pkg) == []
+    (pkg / "plan.py").write_text("def long():\n" + "    x = 1\n" * 60)
+    (pkg / "other.py").write_text("def wide(" + ", ".join(f"a{i}" for i in range(15)) + "):\n    pass\n")
+    assert sorted(_violations(pkg)) == ["other.py:wide takes 15 parameters (at most 14: group them in a config "
+                                        "dataclass)", "plan.py:long is 61 lines long (at most 60)"]

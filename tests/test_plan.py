@@ -74,9 +74,9 @@ def ray_local():
     import ray
 
     from dlfd_lib.executors import start_local_ray
-    start_local_ray(num_cpus=2, object_store_mb=100)
+    if not ray.is_initialized():  # the sweep tests may have started it in this worker already
+        start_local_ray(num_cpus=2, object_store_mb=100)
     yield ray
-    ray.shutdown()
 
 
 def _run(tmp_path, name, executor=None, faults=None, monkeypatch=None):

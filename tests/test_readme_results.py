@@ -59,3 +59,30 @@ def test_the_verdicts_lead_counts_each_side_of_every_question():
     # calls: 2 + 3 (paired) + 1 (fronts) + 6 (collapse) = 12, of which 10 keep p_Holm <= 0.05
     assert "10 of these 12 calls keep p ≤ 0.05" in text
     assert text.count("- **") == 5 + 3 and "paired over 2 evaluation seeds" in text
+
+
+def test_the_committed_store_gives_the_committed_tables_again_without_training_or_unlearning(tmp_path, monkeypatch):
+    """The protocol run again on a copy of the committed store (no checkpoints on this machine)
+    finds every job of its plan finished and writes the committed tables byte for byte: the plan
+    computes the same keys the verdict's run stored, and nothing is trained or unlearned."""
+    import json
+    import shutil
+
+    import pytest
+
+    import dlfd_lib.train as train_mod
+    import dlfd_lib.unlearn as unlearn_mod
+    from dlfd_lib.protocol import ProtocolConfig, run_protocol
+    folder = ROOT / VERDICT_DIR
+    run = json.loads((folder / "protocol.json").read_text())
+    shutil.copytree(folder, tmp_path / "store-copy")
+    monkeypatch.setenv("DLFD_CPU_BF16", "0")  # the verdict ran in float32; the precision names its checkpoints
+    monkeypatch.setattr(train_mod, "train_or_load", lambda *a, **k: pytest.fail("trained a reference model"))
+    monkeypatch.setattr(unlearn_mod, "unlearn", lambda *a, **k: pytest.fail("unlearned again"))
+    messages = []
+    run_protocol(run["profile"], tmp_path / "store-copy", ProtocolConfig(**run["config"]), dataset=run["dataset"],
+                 task=run["task"], device="cpu", ckpt_dir=tmp_path / "no-checkpoints", progress=False,
+                 log=messages.append)
+    assert any(" 0 to run" in m for m in messages), messages[:3]
+    for table in sorted(folder.glob("*.csv")):
+        assert (tmp_path / "store-copy" / table.name).read_bytes() == table.read_bytes(), table.name

@@ -38,6 +38,7 @@ dataset (ImageNet normalisation by default; ``mean``/``std``/``grayscale`` chang
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -51,7 +52,7 @@ from .common import (assemble_splits, check_files_exist,
 from .errors import DatasetError, DatasetNotFoundError
 from .splits import IMAGENET_MEAN, IMAGENET_STD, UnlearningSplits
 
-__all__ = ["load_folder", "read_forget_list"]
+__all__ = ["load_folder", "read_forget_list", "FolderOptions"]
 
 _SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val",
                 "validation": "val", "dev": "val", "test": "test", "testing": "test",
@@ -59,15 +60,28 @@ _SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "v
 _TREE_SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
+@dataclass(frozen=True)
+class FolderOptions:
+    """How :func:`load_folder` draws and reads the images (each field can also be passed to it by
+    name; the Parameters of :func:`load_folder` say what each does)."""
+
+    forget_frac: float = 0.15
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    image_size: int = 128
+    class_names: Sequence[str] | None = None
+    identity_regex: str | None = None
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    grayscale: bool = False
+    verify_images: bool = False
+    allow_absolute_paths: bool = False
+
+
 def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path | None = None,
-                image_root: str | Path | None = None,
-                forget: str | Path | Sequence[str] | None = None, forget_frac: float = 0.15,
-                val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 42,
-                image_size: int = 128, class_names: Sequence[str] | None = None,
-                identity_regex: str | None = None,
-                mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                grayscale: bool = False, verify_images: bool = False, progress: bool = False,
-                name: str = "folder", allow_absolute_paths: bool = False) -> UnlearningSplits:
+                image_root: str | Path | None = None, forget: str | Path | Sequence[str] | None = None,
+                seed: int = 42, progress: bool = False, name: str = "folder",
+                options: FolderOptions | None = None, **settings) -> UnlearningSplits:
     """Load an image-folder tree or a CSV-described dataset (see the module docstring).
 
     Parameters
@@ -99,7 +113,18 @@ def load_folder(data_root: str | Path, task: str = "custom", *, csv: str | Path 
     allow_absolute_paths : accept CSV paths that lead outside the image root (an absolute path
         elsewhere, or ``../``); refused by default, so that a CSV cannot make the kit read
         arbitrary files.
+    options : a :class:`FolderOptions` holding the settings above from ``forget_frac`` on (those
+        passed by name replace its fields).
     """
+    known = set(FolderOptions.__dataclass_fields__)
+    bad = sorted(set(settings) - known)
+    if bad:
+        raise TypeError(f"load_folder: unknown option(s) {bad}; valid: {sorted(known)} (and data_root, task, "
+                        f"csv, image_root, forget, seed, progress, name)")
+    opt = replace(options or FolderOptions(), **settings)
+    forget_frac, val_frac, test_frac, image_size = opt.forget_frac, opt.val_frac, opt.test_frac, opt.image_size
+    class_names, identity_regex, mean, std = opt.class_names, opt.identity_regex, opt.mean, opt.std
+    grayscale, verify_images, allow_absolute_paths = opt.grayscale, opt.verify_images, opt.allow_absolute_paths
     image_size = check_image_size(image_size)
     forget_frac = check_fraction("forget_frac", forget_frac)
     val_frac = check_fraction("val_frac", val_frac)
@@ -393,3 +418,6 @@ def _match_forget(entries: list[str], rec: dict, ids: np.ndarray | None, base: P
                            f"the CSV / folder), e.g. {rec['rel'][0]!r}"
                            + (f" or {str(ids[0])!r}" if ids is not None else "") + ".")
     return mask
+
+
+load_folder.options_class = FolderOptions  # what load_splits and the parameter check list as its options

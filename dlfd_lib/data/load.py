@@ -79,7 +79,7 @@ def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | 
         from .rafdb import load_rafdb as loader
     else:
         from .folder import load_folder as loader
-    options = [p for p in inspect.signature(loader).parameters if p not in ("data_root", "task")]
+    options = list(loader_option_defaults(loader))
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         raise TypeError(f"load_splits({dataset!r}) got unknown option(s) {unknown}; "
@@ -87,6 +87,21 @@ def load_splits(dataset: str = "synthetic", task: str = "age", data_root: str | 
                         f"hygiene_threshold=)")
     splits = loader(data_root, task=task, **kwargs)
     return maybe_drop_leaks(splits, drop_leaks, threshold, progress=bool(kwargs.get("progress", False)))
+
+
+def loader_option_defaults(loader) -> dict:
+    """The keyword options a dataset loader takes, name -> default (the fields of its options
+    dataclass, ``loader.options_class``, in place of its ``options`` and ``**settings``)."""
+    import dataclasses
+    out = {}
+    for name, p in inspect.signature(loader).parameters.items():
+        if name in ("data_root", "task") or p.kind is p.VAR_KEYWORD:
+            continue
+        if name == "options" and hasattr(loader, "options_class"):
+            out.update({f.name: f.default for f in dataclasses.fields(loader.options_class)})
+        else:
+            out[name] = p.default
+    return out
 
 
 _ROOT_HINT = {

@@ -127,9 +127,8 @@ def _data_option_defaults(dataset: Any) -> dict[str, Any] | None:
         from ..data.folder import load_folder as fn
     else:
         return None
-    out = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-           if k not in ("data_root", "task")}
-    return {**out, "split_seed": 42, "drop_leaks": False, "hygiene_threshold": 6}
+    from ..data.load import loader_option_defaults
+    return {**loader_option_defaults(fn), "split_seed": 42, "drop_leaks": False, "hygiene_threshold": 6}
 
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str | None:
