@@ -170,6 +170,8 @@ def _who(r, model: str, better: str, worse: str, what: str) -> str:
     if r is None:
         return f"{what}: not measured"
     ci = f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+    if _verdict(r).endswith("(not after Holm)"):
+        ci += ", not after Holm"
     if r["verdict"] == "better":
         return f"{what}: {better} ({ci})"
     if r["verdict"] == "worse":
@@ -237,7 +239,7 @@ def verdict_markdown(run: dict, detail: bool = True) -> str:
     if "p_holm" in calls and len(calls):
         head += (f"\n\nEach call rests on its own interval. Corrected for the {len(methods)} methods compared per "
                  f"question (Holm), {int((calls['p_holm'] <= 0.05).sum())} of these {len(calls)} calls keep "
-                 f"p ≤ 0.05; the tables mark the others \"(not after Holm)\" and give every adjusted p.")
+                 f"p ≤ 0.05; the others are marked \"not after Holm\" in the method-by-method list and the tables, which give every adjusted p.")
     if not detail:
         return head
     return head + "\n\nMethod by method (the difference is the method minus DLFD, with its 95 % t interval):\n\n" + "\n".join(out)

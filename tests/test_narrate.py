@@ -99,8 +99,13 @@ def test_collapse_report_says_what_the_run_shows_and_checks_the_papers_claim():
     # DLFD has a lower probe accuracy and silhouette than every error-maximising method here
     assert text.count("this run disagrees") == 3
     # identity 1-NN: the words follow the side of the retrained model's value (0.5 here)
-    assert "**NegGrad**" in text and "1-NN 0.600, above the retrained model's (the forget people still" in text
-    assert "1-NN 0.400, below the retrained model's (recognised worse than strangers" in text
+    # original 0.9, retrained 0.5: 0.6 lies between them, 0.4 below both
+    assert "**NegGrad**" in text and "1-NN 0.600, between the reference models' (retrained 0.500" in text
+    assert "1-NN 0.400, below both reference models' (recognised worse than by either" in text
+    assert "DLFD does not keep the class separation of the reference models here" in text
+    t = _collapse_table()
+    t.loc["original", "identity_knn_acc"] = 0.3  # an original below the retrained model: 0.4 is between them
+    assert "1-NN 0.400, between the reference models'" in str(collapse_report(t, ["dlfd"]))
     # a table in which DLFD keeps more than everyone flips the answer
     t = _collapse_table()
     t.loc["dlfd", ["probe_acc", "silhouette"]] = [0.65, 0.09]
