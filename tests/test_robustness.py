@@ -548,3 +548,22 @@ def test_no_explorer_draws_inside_an_output_context():
     calls = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
              and isinstance(node.func, ast.Name) and node.func.id == "display"]
     assert not offenders and not calls, (offenders, calls)
+
+
+def test_a_dead_kernels_unretrieved_task_is_not_printed_after_an_interruption():
+    """After an interruption the kit shuts the kernel down itself; a cell task still waiting for its
+    reply ends with DeadKernelError, which asyncio would print as a traceback when it collects the
+    task. That one record is dropped; any other asyncio error still gets through."""
+    import logging
+
+    from nbclient.exceptions import DeadKernelError
+
+    from dlfd_lib.notebook_run.papermill_run import _quiet_dead_kernel_tasks
+
+    def record(exc, msg="Task exception was never retrieved\\nfuture: <Task finished>"):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None,
+                                 (type(exc), exc, None) if exc else None)
+    assert not _quiet_dead_kernel_tasks(record(DeadKernelError("Kernel died")))
+    assert _quiet_dead_kernel_tasks(record(RuntimeError("boom")))
+    assert _quiet_dead_kernel_tasks(record(DeadKernelError("Kernel died"), msg="something else"))
+    assert _quiet_dead_kernel_tasks(record(None))

@@ -135,6 +135,15 @@ def run_notebooks(profile: str = "quick",
 ENGINE_NAME = "dlfd-kit"
 
 
+def _quiet_dead_kernel_tasks(record) -> bool:
+    """A filter for asyncio's logger: drop "Task exception was never retrieved" for nbclient's
+    ``DeadKernelError``. After an interruption the kit shuts the kernel down itself; a cell task
+    still waiting for its reply then ends with that error, and asyncio would print its traceback
+    when the task is collected, after the kit's own one-line message."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (type(exc).__name__ == "DeadKernelError" and "never retrieved" in str(record.msg))
+
+
 def _register_engine() -> str:
     """Register (once) the papermill engine the kit runs notebooks with and return its name.
 
@@ -184,6 +193,8 @@ def _register_engine() -> str:
                         return
             except Exception:  # noqa: BLE001 - best effort; the shutdown follows anyway
                 log.debug("could not interrupt the kernel before shutting it down", exc_info=True)
+
+    logging.getLogger("asyncio").addFilter(_quiet_dead_kernel_tasks)
 
     class Engine(NBClientEngine):
         @classmethod
