@@ -304,16 +304,12 @@ def _ulira_hparams(ctx, tuned) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # the jobs
-def run_job(kind: str, params: dict, ctx: PlanContext) -> dict:
+def run_job(job_id: str, kind: str, params: dict, ctx: PlanContext) -> dict:
     """Run one job (get or compute); returns ``dict(seconds, computed)`` (whether it wrote anything)."""
     t0 = time.perf_counter()
     computed = bool(_KINDS[kind](ctx, **params))
-    _maybe_fault(ctx, _job_id(kind, params))
+    _maybe_fault(ctx, job_id)
     return {"seconds": time.perf_counter() - t0, "computed": computed}
-
-
-def _job_id(kind, params) -> str:
-    return "/".join([kind] + [str(params[k]) for k in ("seed", "method", "role", "label") if k in params])
 
 
 def _reference_job(ctx, seed, role) -> bool:
@@ -543,7 +539,7 @@ def execute(jobs: list[Job], ctx: PlanContext, executor, log=print, on_stage=Non
             elif all(d not in state.waiting for d in job.deps):
                 todo.remove(job)
                 state.started(job)
-                executor.submit(job.id, run_job, (job.kind, job.params, ctx), gpu=_on_gpu(ctx.device))
+                executor.submit(job.id, run_job, (job.id, job.kind, job.params, ctx), gpu=_on_gpu(ctx.device))
         if not executor.pending():
             if todo:  # nothing can start: every remaining job waits on a failed one
                 for job in list(todo):

@@ -29,8 +29,6 @@ from .plan import FAULTS_ENV
 
 __all__ = ["SweepSpec", "run_sweep", "RayMissing", "RAY_INSTALL_HINT", "FAULTS_ENV", "sweep_tag", "start_local_ray"]
 
-ROLES = ("original", "retrained")
-
 
 @dataclass
 class SweepSpec:
