@@ -1,31 +1,26 @@
 """Run unlearning methods against the reference models, over seeds, and summarise.
 
-Used by notebook 03 and ``benchmarks/unlearning_quality.py``: for each seed, build the data,
-train (or reuse) the original and retrained models, run every requested method from the
-original, and evaluate all of them the same way (:func:`dlfd_lib.metrics.evaluate`).
+Used by notebooks 03 and 05 and ``benchmarks/unlearning_quality.py``. :func:`run_benchmark` is the
+protocol's plan of jobs (:mod:`dlfd_lib.plan`) at a notebook's sizes, run in this process: per seed
+the data, the original and retrained models (trained or reused), every requested method (or
+labelled variant) from the original, each evaluated the same way (:func:`dlfd_lib.metrics.evaluate`);
+the jobs hand their models, runs and per-sample losses back for the notebooks' figures.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import warnings
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .data import load_splits
-from .data.splits import content_digest
-from .metrics import evaluate
-from .model import save_checkpoint
-from .profiles import Profile, get_profile, profile_name
+from .profiles import Profile, get_profile
 from .stats import add_reference_gaps  # abs_mia_gap and Avg. Gap against the same seed's retrained model
 from .train import TrainConfig, train_or_load
-from .unlearn import available_methods, method_defaults, unlearn
-from .utils import resolve_device, to_jsonable
+from .unlearn import available_methods
+from .unlearned import unlearned_model, unlearned_path  # noqa: F401  (the notebooks' reuse, kept importable here)
 
 #: metrics summarised over seeds, in table order
 SUMMARY_COLUMNS = ["retain_acc", "forget_acc", "test_acc", "mia", "mia_auc", "fs", "abs_mia_gap", "avg_gap",
@@ -82,7 +77,9 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
                   options: BenchmarkOptions | None = None, **kwargs) -> dict[str, Any]:
     """Evaluate the reference models and ``methods`` (default: all registered) for each seed,
     under ``profile`` (a :class:`~dlfd_lib.profiles.Profile` or its name: its sections size the
-    data and the training, its name picks the methods' presets and names the checkpoints).
+    data and the training, its name picks the methods' presets and names the checkpoints): the
+    protocol's plan (:mod:`dlfd_lib.plan`, ``variant`` jobs) run in this process, with a store that
+    lasts the call. An error in a job is raised here, as it happened.
 
     ``variants`` replaces ``methods``/``method_overrides`` when a method should run several
     times with different settings (notebook 05's ablations): ``{label: {"method": name,
@@ -100,41 +97,75 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
     made it; ``infos[...]["reused"]`` says which were reused). ``data_options`` go to :func:`dlfd_lib.data.load_splits`;
     ``on_models(seed, splits, models)`` is called once per seed after the evaluation, with every
     model of that seed (references and variants), for extra measurements. These five are the
-    fields of ``options`` (:class:`BenchmarkOptions`), or passed by name; every other keyword goes
-    to :func:`dlfd_lib.metrics.evaluate` (e.g. ``attacks=True``).
+    fields of ``options`` (:class:`BenchmarkOptions`), or passed by name; ``attacks`` goes to
+    :func:`dlfd_lib.metrics.evaluate` (``True``: the four-attack suite in every row).
     """
-    fields_ = set(BenchmarkOptions.__dataclass_fields__)
-    opt = replace(options or BenchmarkOptions(), **{k: v for k, v in kwargs.items() if k in fields_})
-    evaluate_kwargs = {k: v for k, v in kwargs.items() if k not in fields_}
-    keep_losses_for, progress, on_models = opt.keep_losses_for, opt.progress, opt.on_models
-    profile = get_profile(profile)
+    from .executors import InProcessExecutor
+    from .plan import PlanContext, build_plan, collect, execute
+    from .protocol import ProtocolConfig
+    opt, attacks = _options(options, kwargs)
+    profile, seeds = get_profile(profile), [int(s) for s in seeds]
     variants = _variants(methods, method_overrides, variants)
-    keep = seeds[0] if keep_losses_for is None else keep_losses_for
+    keep = seeds[0] if opt.keep_losses_for is None else opt.keep_losses_for
     if keep not in seeds:
         raise ValueError(f"keep_losses_for={keep} is not among the seeds {list(seeds)}")
-    kept: dict[str, Any] = {}
-    rows, histories, infos, losses = [], {}, {}, {}
-    for seed in seeds:
-        splits, models, metas = reference_models(profile, seed, dataset, task, data_root, device,
-                                                 ckpt_dir, progress, data_options)
-        seconds = {role: metas[role].get("train_seconds", np.nan) for role in REFERENCES}
-        for label, variant in variants.items():
-            models[label], info, history = _variant_model(variant, label, models["original"], metas["original"]["path"],
-                                                          splits, profile, seed, device, ckpt_dir, opt)
-            histories[(seed, label)] = history
-            seconds[label] = info["seconds"]
-            infos[(seed, label)] = info
-        for name, model in models.items():
-            res = evaluate(model, splits, device=device, seed=seed, return_losses=seed == keep,
-                           **evaluate_kwargs)
-            if seed == keep:
-                losses[name] = res.pop("losses")
-            rows.append({"seed": seed, "model": name, **res, "seconds": seconds[name]})
-        if on_models is not None:
-            on_models(seed, splits, models)
-        if seed == keep:
-            kept = {"models": models, "splits": splits, "cfg": TrainConfig.from_profile(profile)}
-    return {"rows": add_reference_gaps(pd.DataFrame(rows)), "histories": histories, "infos": infos, "losses": losses, **kept}
+    handed = _HandedBack(keep, list(variants), opt.on_models)
+    executor = InProcessExecutor(raise_errors=True)
+    with tempfile.TemporaryDirectory(prefix="dlfd-benchmark-") as store_dir:
+        cfg = ProtocolConfig(tuning_seeds=[], eval_seeds=seeds, n_trials=0, n_strengths=0, mia_boot=0, methods=[],
+                             attacks=attacks)
+        ctx = PlanContext(profile, cfg, store_dir, dataset=dataset, task=task, data_root=data_root,
+                          data_options=dict(data_options or {}), device=executor.device(device),
+                          ckpt_dir=str(ckpt_dir), progress=opt.progress, save_models=opt.save_models,
+                          reuse=opt.reuse, variants=variants, hand_back=True)
+        execute(build_plan(ctx), ctx, executor, log=lambda *a, **k: None, on_result=handed.add)
+        rows = pd.DataFrame(collect(ctx, {})["rows"]).drop(columns=["mia_sampling_sd"])
+    return {"rows": add_reference_gaps(rows), "histories": handed.histories, "infos": handed.infos,
+            "losses": handed.losses, **handed.kept, "cfg": TrainConfig.from_profile(profile)}
+
+
+def _options(options: BenchmarkOptions | None, kwargs: dict) -> tuple[BenchmarkOptions, Any]:
+    """The options (``options`` updated by the keywords that name its fields) and ``attacks``."""
+    fields_ = set(BenchmarkOptions.__dataclass_fields__)
+    unknown = sorted(set(kwargs) - fields_ - {"attacks"})
+    if unknown:
+        raise TypeError(f"run_benchmark: unknown keyword(s) {unknown}; it takes the options {sorted(fields_)} "
+                        f"and the evaluation's `attacks`")
+    opt = replace(options or BenchmarkOptions(), **{k: v for k, v in kwargs.items() if k in fields_})
+    return opt, kwargs.get("attacks", False)
+
+
+class _HandedBack:
+    """What the plan's jobs hand back, gathered per seed: the histories and run records of every
+    seed, the models, splits and per-sample losses of the kept seed; ``on_models`` is called once a
+    seed has all its models (references first, then the variants in order)."""
+
+    def __init__(self, keep: int, labels: list[str], on_models):
+        self.keep, self.labels, self.on_models = keep, labels, on_models
+        self.histories, self.infos, self.losses, self.kept = {}, {}, {}, {}
+        self._seeds: dict[int, dict] = {}
+
+    def add(self, job_id: str, out: dict) -> None:
+        seed = out["seed"]
+        got = self._seeds.setdefault(seed, {"models": {}, "losses": {}})
+        if "label" in out:
+            label = out["label"]
+            got["models"][label], got["losses"][label] = out["model"], out["losses"]
+            self.histories[(seed, label)], self.infos[(seed, label)] = out["history"], out["info"]
+        else:
+            got["splits"] = out["splits"]
+            got["models"].update(out["models"])
+            got["losses"].update(out["losses"])
+        names = list(REFERENCES) + self.labels
+        if "splits" not in got or set(got["models"]) != set(names):
+            return
+        models = {n: got["models"][n] for n in names}
+        if self.on_models is not None:
+            self.on_models(seed, got["splits"], models)
+        if seed == self.keep:
+            self.losses = {n: got["losses"][n] for n in names}
+            self.kept = {"models": models, "splits": got["splits"]}
+        del self._seeds[seed]  # another seed's models are not kept
 
 
 def _variants(methods, method_overrides, variants) -> dict[str, dict]:
@@ -148,104 +179,7 @@ def _variants(methods, method_overrides, variants) -> dict[str, dict]:
     clash = sorted(set(variants) & set(REFERENCES))
     if clash:
         raise ValueError(f"variant label(s) {clash} clash with the reference models' names")
-    return variants
-
-
-def _variant_model(variant: dict, label: str, original, original_path, splits, profile, seed, device, ckpt_dir,
-                   opt: BenchmarkOptions):
-    """``(model, info, history)`` of one variant on one seed: reused from ``ckpt_dir`` (with
-    ``opt.reuse``) or unlearned now (and saved with ``opt.save_models``)."""
-    method, hparams = variant["method"], variant.get("hparams", {})
-    found = (_find_unlearned(method, hparams, original_path, splits, profile, seed, ckpt_dir, device)
-             if opt.reuse else None)
-    if found is not None:
-        model, info = found
-        return model, info, info.pop("history")
-    result = unlearn(method, original, splits, profile=profile, device=device, seed=seed, progress=opt.progress,
-                     **hparams)
-    if opt.save_models:
-        _save_unlearned(result, splits, profile, seed, ckpt_dir, label, original_path)
-    return result.model, {**result.info, "reused": False}, result.history
-
-
-def unlearned_path(splits, profile: Profile | str, seed: int, ckpt_dir: str | Path, method: str,
-                   hparams: dict) -> Path:
-    """Where the unlearned model of ``method`` with the resolved ``hparams`` is kept, for one
-    dataset, profile and seed: the file name carries a digest of the hyperparameters, so a
-    notebook that runs the same method with the same settings finds the model another notebook
-    saved, whatever label either gave it (notebook 05's "DLFD (paper)" is notebook 03's "dlfd")."""
-    blob = json.dumps(to_jsonable(hparams), sort_keys=True).encode()
-    digest = hashlib.sha256(blob).hexdigest()[:10]
-    return Path(ckpt_dir) / f"{splits.name}-{splits.task}-{profile_name(profile)}-seed{seed}-{_slug(method)}-{digest}.pt"
-
-
-def _save_unlearned(result, splits, profile, seed, ckpt_dir, label, original_path) -> Path:
-    path = unlearned_path(splits, profile, seed, ckpt_dir, result.info["method"], result.info.get("hparams", {}))
-    save_checkpoint(result.model, path, meta={
-        "method": result.info["method"], "label": label, "seed": seed, "original": Path(original_path).name,
-        "data": content_digest(splits),
-        "hparams": to_jsonable(result.info.get("hparams", {})), "seconds": float(result.info.get("seconds", float("nan"))),
-        "info": to_jsonable(result.info), "history": to_jsonable(result.history.to_dict("records"))})
-    return path
-
-
-def _find_unlearned(method: str, hparams: dict | None, original_path, splits, profile: Profile | str, seed: int,
-                    ckpt_dir, device):
-    """``(model, info)`` of a saved unlearned model made by ``method`` with ``hparams`` (resolved
-    against the profile's defaults) from the same original checkpoint and data, or ``None``."""
-    resolved = to_jsonable({**method_defaults(method, profile), **(hparams or {})})
-    path = unlearned_path(splits, profile, seed, ckpt_dir, method, resolved)
-    if not path.exists():
-        return None
-    model, meta = _load_reusable(path, splits.num_classes, device)
-    if not (model is not None and meta.get("method") == method and meta.get("original") == Path(original_path).name
-            and meta.get("hparams") == resolved and meta.get("data") == content_digest(splits)):
-        return None
-    model.eval()
-    info = {**meta.get("info", {}), "method": method, "hparams": resolved, "seconds": meta.get("seconds"),
-            "history": pd.DataFrame(meta.get("history", [])), "path": str(path), "reused": True}
-    return model, info
-
-
-def unlearned_model(method: str, original, original_path: str | Path, splits, profile: Profile | str, seed: int,
-                    device="auto", ckpt_dir: str | Path = "checkpoints", hparams: dict | None = None,
-                    label: str | None = None, progress: bool = True, force: bool = False):
-    """The model ``method`` makes from ``original``: loaded from ``ckpt_dir`` when a notebook (or
-    an earlier call, or :func:`run_benchmark`) saved one for the same original checkpoint, data,
-    seed and resolved hyperparameters, otherwise computed with :func:`dlfd_lib.unlearn.unlearn`
-    and saved. (Unlearning is deterministic for a seed on the CPU, so the reused model is the
-    one the call would compute.)
-
-    Returns ``(model, info)``; ``info`` has ``method``, ``hparams``, ``seconds`` (of the run that
-    made the model), ``history`` (DataFrame), ``path`` and ``reused``.
-    """
-
-    if not force:
-        found = _find_unlearned(method, hparams, original_path, splits, profile, seed, ckpt_dir, device)
-        if found is not None:
-            return found
-    result = unlearn(method, original, splits, profile=profile, device=device, seed=seed,
-                     progress=progress, **(hparams or {}))
-    path = _save_unlearned(result, splits, profile, seed, ckpt_dir, label or method, original_path)
-    return result.model, {**result.info, "history": result.history, "path": str(path), "reused": False}
-
-
-def _load_reusable(path: Path, num_classes: int, device):
-    """``load_checkpoint`` for a cache lookup: a checkpoint with non-finite weights (written by
-    an older kit from a diverged run) is reported and recomputed instead of reused."""
-    from .model import CheckpointError, load_checkpoint
-    try:
-        return load_checkpoint(path, num_classes=num_classes, device=resolve_device(device))
-    except CheckpointError as err:
-        if "non-finite" not in str(err):
-            raise
-        warnings.warn(f"{err} It is computed again.", stacklevel=3)
-        return None, {}
-
-
-def _slug(label: str) -> str:
-    """A file-name-safe form of a variant label ("released: clamp [0,1]" -> "released-clamp-0-1")."""
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-") or "variant"
+    return {label: {"method": v["method"], "hparams": dict(v.get("hparams") or {})} for label, v in variants.items()}
 
 
 def summarize(rows: pd.DataFrame, columns: Sequence[str] = SUMMARY_COLUMNS,

@@ -79,13 +79,16 @@ def call_with_threads(fn: Callable, args: tuple, threads: int | None = None):
 
 
 class InProcessExecutor:
-    """The jobs one after another in this process, in the order they were submitted."""
+    """The jobs one after another in this process, in the order they were submitted. A job that
+    raises comes back as a :class:`Failure`, or with ``raise_errors`` its exception propagates and
+    ends the run (the notebooks' way: the error where it happened)."""
 
     name = "this process"
     workers = 1
 
-    def __init__(self):
+    def __init__(self, raise_errors: bool = False):
         self._queue: list[tuple[str, Callable, tuple]] = []
+        self.raise_errors = raise_errors
 
     def device(self, requested) -> str:
         from .utils import resolve_device
@@ -102,6 +105,9 @@ class InProcessExecutor:
         try:
             return [(job_id, fn(*args))]
         except Exception:
+            if self.raise_errors:
+                self._queue.clear()
+                raise
             return [(job_id, Failure(traceback.format_exc()))]
 
     def close(self):

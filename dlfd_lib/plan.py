@@ -29,7 +29,7 @@ import json
 import os
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,14 @@ class PlanContext:
     progress: bool = False
     faults: str | None = None
     save_models: bool = False  # also keep each method's tuned model in ckpt_dir, for the notebooks to reuse
+    reuse: bool = False        # take a tuned model a notebook (or an earlier run) saved in ckpt_dir
+    #: ``{label: {"method": name, "hparams": {...}}}``: evaluate these labelled settings (per evaluation
+    #: seed, after the references) instead of tuning and evaluating ``config.methods``
+    variants: dict | None = None
+    #: the ``variant`` and ``reference_eval`` jobs also return their models, run records and per-sample
+    #: losses to the driver (``execute(on_result=)``): :func:`dlfd_lib.benchmark.run_benchmark`'s in-memory
+    #: results, for the notebooks' figures
+    hand_back: bool = False
 
     @property
     def methods(self) -> list[str]:
@@ -109,7 +117,11 @@ def strength_values(method: str, n: int) -> list:
 
 def build_plan(ctx: PlanContext) -> list[Job]:
     """Every job of the protocol, in an order that runs well on one worker (each job after the
-    jobs it needs; a seed's work together, so that stages end one after another)."""
+    jobs it needs; a seed's work together, so that stages end one after another). With
+    ``ctx.variants``: per evaluation seed the references, their evaluation and one ``variant`` job
+    per label (no tuning, fronts, collapse, ablations or per-example test)."""
+    if ctx.variants is not None:
+        return _variant_plan(ctx)
     cfg, methods = ctx.config, ctx.methods
     tuning = cfg.n_trials > 0 or not cfg.tuned_from
     jobs: list[Job] = []
@@ -143,6 +155,17 @@ def build_plan(ctx: PlanContext) -> list[Job]:
         seed = cfg.eval_seeds[0]
         jobs.append(Job(f"ulira/{seed}", "ulira", {"seed": seed},
                         refs(seed) + tuple(d for m in methods for d in tune_dep(m)), f"per-example test seed {seed}"))
+    return jobs
+
+
+def _variant_plan(ctx: PlanContext) -> list[Job]:
+    jobs: list[Job] = []
+    for seed in ctx.config.eval_seeds:
+        stage, refs = f"evaluate seed {seed}", tuple(f"reference/{seed}/{r}" for r in REFERENCES)
+        jobs += [Job(f"reference/{seed}/{r}", "reference", {"seed": seed, "role": r}, (), stage) for r in REFERENCES]
+        jobs.append(Job(f"reference_eval/{seed}", "reference_eval", {"seed": seed}, refs, stage))
+        jobs += [Job(f"variant/{seed}/{label}", "variant", {"seed": seed, "label": label}, refs[:1], stage)
+                 for label in ctx.variants]
     return jobs
 
 
@@ -274,6 +297,13 @@ def method_settings(ctx: PlanContext, method: str, seed: int, tuned: dict) -> li
     return [(kind, v, {**hp, **cfg.fixed.get(method, {})}) for kind, v, hp in settings]
 
 
+def _variant_key(ctx, seed, label, names):
+    """A variant's entry: the key of its method's row at the same resolved setting, and its label."""
+    v = ctx.variants[label]
+    key, prefix = _method_keys(ctx.config, v["method"], seed, _resolved(ctx, v["method"], v.get("hparams", {})), names)[0]
+    return {**key, "label": label}, prefix
+
+
 def _ablation_hparams(ctx, label, tuned) -> dict:
     from .unlearn.dlfd import ABLATIONS
     return {**tuned["dlfd"], **ctx.config.fixed.get("dlfd", {}), **ABLATIONS[label][1]}
@@ -293,6 +323,8 @@ def _job_keys(job: Job, ctx: PlanContext, tuned: dict) -> list[tuple[dict, str]]
             ev, col = _method_keys(cfg, p["method"], p["seed"], _resolved(ctx, p["method"], hp), names)
             keys += [ev, col] if cfg.collapse and kind == "tuned" else [ev]
         return keys
+    if job.kind == "variant":
+        return [_variant_key(ctx, p["seed"], p["label"], names)]
     if job.kind == "ablation":
         return [_ablation_key(cfg, p["label"], p["seed"], _resolved(ctx, "dlfd", _ablation_hparams(ctx, p["label"], tuned)), names)]
     return [_ulira_key(cfg, p["seed"], names, _ulira_hparams(ctx, tuned))]
@@ -307,9 +339,11 @@ def _ulira_hparams(ctx, tuned) -> dict:
 def run_job(job_id: str, kind: str, params: dict, ctx: PlanContext) -> dict:
     """Run one job (get or compute); returns ``dict(seconds, computed)`` (whether it wrote anything)."""
     t0 = time.perf_counter()
-    computed = bool(_KINDS[kind](ctx, **params))
+    got = _KINDS[kind](ctx, **params)
+    computed, outputs = got if isinstance(got, tuple) else (got, None)
     _maybe_fault(ctx, job_id)
-    return {"seconds": time.perf_counter() - t0, "computed": computed}
+    out = {"seconds": time.perf_counter() - t0, "computed": bool(computed)}
+    return {**out, "outputs": outputs} if outputs is not None else out
 
 
 def _reference_job(ctx, seed, role) -> bool:
@@ -325,13 +359,16 @@ def _reference_job(ctx, seed, role) -> bool:
     return not existed
 
 
-def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool) -> dict:
+def _evaluate_row(model, splits, seed: int, device, mia_boot: int, attacks: bool, losses_out: dict | None = None) -> dict:
+    """The evaluation's row (``losses_out``, where given, receives the per-sample losses)."""
     from .metrics import evaluate
     from .stats import mia_sampling_sd
     res = evaluate(model, splits, device=device, seed=seed, return_losses=True, attacks=attacks)
     losses = res.pop("losses")
     res["mia_sampling_sd"] = (mia_sampling_sd(losses["forget"], losses["test"], n_boot=mia_boot, seed=seed)
                               if mia_boot >= 2 else float("nan"))
+    if losses_out is not None:
+        losses_out.update(losses)
     return res
 
 
@@ -344,18 +381,39 @@ def _collapse_row(features: dict, refs: SeedRefs) -> dict:
     return {k: v for k, v in r.items() if k != "notes"}
 
 
-def _reference_eval_job(ctx, seed) -> bool:
+def _reference_eval_job(ctx, seed):
     cfg, r, store, computed = ctx.config, seed_refs(ctx, seed), ctx.store(), False
+    handed = {"seed": seed, "splits": r.splits, "models": {}, "losses": {}} if ctx.hand_back else None
     for role in REFERENCES:
         (ev, ev_prefix), (col, col_prefix) = _ref_keys(cfg, seed, r.names, role)
-        if store.get(ev, prefix=ev_prefix) is None:
-            row = _evaluate_row(r.model(role), r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks)
+        if store.get(ev, prefix=ev_prefix) is None or handed is not None:
+            losses = handed["losses"].setdefault(role, {}) if handed is not None else None
+            row = _evaluate_row(r.model(role), r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks, losses)
             store.put(ev, {**row, "seconds": r.metas[role].get("train_seconds", float("nan"))}, prefix=ev_prefix)
             computed = True
         if cfg.collapse and store.get(col, prefix=col_prefix) is None:
             store.put(col, _collapse_row(r.features(role), r), prefix=col_prefix)
             computed = True
-    return computed
+        if handed is not None:
+            handed["models"][role] = r.model(role)
+    return (computed, handed) if handed is not None else computed
+
+
+def _variant_job(ctx, seed, label):
+    """One labelled setting (``ctx.variants``) from the seed's original, evaluated; with
+    ``ctx.hand_back`` evaluated even when its entry exists, and returned with its run."""
+    cfg, r, store = ctx.config, seed_refs(ctx, seed), ctx.store()
+    key, prefix = _variant_key(ctx, seed, label, r.names)
+    if store.get(key, prefix=prefix) is not None and not ctx.hand_back:
+        return False
+    v = ctx.variants[label]
+    model, info, history = _unlearned_run(ctx, r, v["method"], v.get("hparams", {}), label)
+    losses: dict = {}
+    row = _evaluate_row(model, r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks, losses)
+    store.put(key, {**row, "seconds": info["seconds"]}, prefix=prefix)
+    if not ctx.hand_back:
+        return True
+    return True, {"seed": seed, "label": label, "model": model, "info": info, "history": history, "losses": losses}
 
 
 def _evaluate_job(ctx, seed, method) -> bool:
@@ -367,7 +425,7 @@ def _evaluate_job(ctx, seed, method) -> bool:
         row, crow = store.get(ev, prefix=ev_prefix), store.get(col, prefix=col_prefix) if measure else None
         if row is not None and (crow is not None or not measure):
             continue
-        model, seconds = _unlearned(ctx, r, method, hp, saved=ctx.save_models and kind == "tuned")
+        model, seconds = _unlearned(ctx, r, method, hp, saved=(ctx.save_models or ctx.reuse) and kind == "tuned")
         if row is None:
             row = _evaluate_row(model, r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks)
             store.put(ev, {**row, "seconds": seconds}, prefix=ev_prefix)
@@ -382,16 +440,34 @@ def _evaluate_job(ctx, seed, method) -> bool:
 
 def _unlearned(ctx, r: SeedRefs, method: str, hp: dict, saved: bool):
     """``(model, seconds)`` of ``method`` at ``hp`` from the seed's original; with ``saved`` the
-    model is kept in (or reused from) ``ckpt_dir`` as the notebooks keep theirs."""
+    model is reused from (``ctx.reuse``) or kept in (``ctx.save_models``) ``ckpt_dir`` as the
+    notebooks keep theirs."""
     if saved:
-        from .benchmark import unlearned_model
-        model, info = unlearned_model(method, r.model("original"), r.paths["original"], r.splits, ctx.profile,
-                                      r.seed, device=ctx.device, ckpt_dir=ctx.ckpt_dir, hparams=hp, progress=False)
+        model, info, _ = _unlearned_run(replace(ctx, progress=False), r, method, hp, method)
         return model, info["seconds"]
     from .unlearn import unlearn
     res = unlearn(method, r.model("original"), r.splits, profile=ctx.profile, device=ctx.device, seed=r.seed,
                   progress=False, **hp)
     return res.model, res.info["seconds"]
+
+
+def _unlearned_run(ctx, r: SeedRefs, method: str, hp: dict, label: str):
+    """``(model, info, history)`` of ``method`` at ``hp``: the model saved in ``ckpt_dir`` for the
+    same original, data, seed and resolved setting where ``ctx.reuse`` allows (``info["reused"]``),
+    else unlearned now (and saved there with ``ctx.save_models``)."""
+    from .unlearned import find_unlearned, save_unlearned
+    from .unlearn import unlearn
+    found = (find_unlearned(method, hp, r.paths["original"], r.splits, ctx.profile, r.seed, ctx.ckpt_dir, ctx.device)
+             if ctx.reuse else None)
+    if found is not None:
+        model, info = found
+        return model, info, info.pop("history")
+    res = unlearn(method, r.model("original"), r.splits, profile=ctx.profile, device=ctx.device, seed=r.seed,
+                  progress=ctx.progress, **hp)
+    info = {**res.info, "reused": False}
+    if ctx.save_models:
+        info["path"] = str(save_unlearned(res, r.splits, ctx.profile, r.seed, ctx.ckpt_dir, label, r.paths["original"]))
+    return res.model, info, res.history
 
 
 def _ablation_job(ctx, seed, label) -> bool:
@@ -461,7 +537,7 @@ def _tune_job(ctx, method) -> bool:
 
 
 _KINDS = {"reference": _reference_job, "reference_eval": _reference_eval_job, "tune": _tune_job,
-          "evaluate": _evaluate_job, "ablation": _ablation_job, "ulira": _ulira_job}
+          "evaluate": _evaluate_job, "ablation": _ablation_job, "ulira": _ulira_job, "variant": _variant_job}
 
 
 def _maybe_fault(ctx, job_id):
@@ -519,15 +595,16 @@ def pending_jobs(jobs: list[Job], ctx: PlanContext) -> set[str]:
 
 # ------------------------------------------------------------------------------------------------
 # the driver
-def execute(jobs: list[Job], ctx: PlanContext, executor, log=print, on_stage=None) -> dict:
+def execute(jobs: list[Job], ctx: PlanContext, executor, log=print, on_stage=None, on_result=None) -> dict:
     """Run the pending jobs of ``jobs`` on ``executor`` (at most its ``workers`` at a time, in plan
     order as their inputs finish). Returns ``dict(ran, failed, blocked)``: ``failed`` ``{job:
     traceback}`` (also in ``failures/<job>.json``), ``blocked`` the jobs not run because one they
-    need failed. ``on_stage(name)`` is called when the last job of a stage ends."""
+    need failed. ``on_stage(name)`` is called when the last job of a stage ends, ``on_result(job_id,
+    outputs)`` when a job hands something back (``ctx.hand_back``), before its stage's ``on_stage``."""
     todo = [j for j in jobs if j.id in pending_jobs(jobs, ctx)]
     for old in (Path(ctx.out_dir) / "failures").glob("*.json"):  # a job that fails again reports again
         old.unlink()
-    state = _RunState(ctx, todo, log, on_stage)
+    state = _RunState(ctx, todo, log, on_stage, on_result)
     log(f"plan: {len(jobs)} jobs, {len(todo)} to run ({dict(Counter(j.kind for j in todo))}) on {executor.name}")
     while todo or executor.pending():
         for job in list(todo):
@@ -555,8 +632,8 @@ class _RunState:
     """The driver's book-keeping: which jobs are waiting, ran, failed or were blocked, and each
     stage's jobs left and seconds (recorded in ``stages.json`` when its last job ends)."""
 
-    def __init__(self, ctx, todo, log, on_stage):
-        self.out, self.log, self.on_stage = Path(ctx.out_dir), log, on_stage
+    def __init__(self, ctx, todo, log, on_stage, on_result=None):
+        self.out, self.log, self.on_stage, self.on_result = Path(ctx.out_dir), log, on_stage, on_result
         self.jobs = {j.id: j for j in todo}
         self.waiting = set(self.jobs)
         self.left = Counter(j.stage for j in todo)
@@ -590,6 +667,8 @@ class _RunState:
             if value["computed"]:
                 self.computed.add(job.stage)
             failure_file.unlink(missing_ok=True)
+            if self.on_result is not None and value.get("outputs") is not None:
+                self.on_result(job_id, value["outputs"])
         self._stage_step(job.stage)
 
     def _stage_step(self, stage):
@@ -651,6 +730,8 @@ def collect(ctx: PlanContext, tuned: dict) -> dict[str, pd.DataFrame | list]:
             out["rows"].append({"seed": seed, "model": role, **need(ev, evp)})
             if cfg.collapse:
                 out["collapse"].append({"seed": seed, "model": role, **need(col, colp)})
+        for label in ctx.variants or ():
+            out["rows"].append({"seed": seed, "model": label, **need(*_variant_key(ctx, seed, label, names))})
         for method in ctx.methods:
             knob = (method_strength(method) or (None,))[0]
             for kind, _, hp in method_settings(ctx, method, seed, tuned):

@@ -15,7 +15,7 @@ Nothing is computed twice: the reference models come from ``checkpoint_dir`` whe
 (or any earlier run) trained them with the same data, recipe and seed
 (:func:`dlfd_lib.train.train_or_load`); an unlearned model is kept in memory for the study and
 on disk under a name that carries the method and a digest of its resolved hyperparameters
-(:func:`dlfd_lib.benchmark.unlearned_model`), the same files :func:`dlfd_lib.benchmark.run_benchmark`
+(:func:`dlfd_lib.unlearned.unlearned_model`), the same files :func:`dlfd_lib.benchmark.run_benchmark`
 writes and reuses, so notebooks 02, 03, 04 and 05 share one another's models.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .benchmark import run_benchmark, train_references, unlearned_model
+from .benchmark import run_benchmark, train_references
+from .unlearned import unlearned_model
 from .data import load_splits
 from .profiles import Profile, get_profile
 from .train import TrainConfig
@@ -115,7 +116,7 @@ class Study:
         profile's presets: from this study's memory, else from ``checkpoint_dir`` (saved by any
         notebook or :func:`~dlfd_lib.benchmark.run_benchmark` for the same original, data, seed
         and resolved hyperparameters), else computed and saved
-        (:func:`dlfd_lib.benchmark.unlearned_model`; ``force`` computes it again)."""
+        (:func:`dlfd_lib.unlearned.unlearned_model`; ``force`` computes it again)."""
         resolved = to_jsonable({**method_defaults(method, self.profile), **(hparams or {})})
         key = (method, json.dumps(resolved, sort_keys=True))
         if force or key not in self._unlearned:

@@ -61,7 +61,8 @@ def test_unlearned_model_is_reused_only_for_the_same_settings(tmp_path):
 
 
 def test_ablation_variants_are_valid_dlfd_settings():
-    from dlfd_lib.benchmark import _slug, run_benchmark
+    from dlfd_lib.benchmark import run_benchmark
+    from dlfd_lib.unlearned import slug as _slug
     from dlfd_lib.unlearn import method_defaults
     from dlfd_lib.unlearn.dlfd import ABLATIONS, ablation_variants
 

@@ -335,7 +335,7 @@ def content_digest(splits: "UnlearningSplits") -> dict[str, str]:
     """One hex digest per split (retain, forget, val, test) of its labels, identities and
     images (:meth:`ImageSource.digest`): it changes when a label, an identity, the membership
     of a split or the content of an image changes. Keys the checkpoint caches of
-    :func:`dlfd_lib.train.train_or_load` and :func:`dlfd_lib.benchmark.unlearned_model`."""
+    :func:`dlfd_lib.train.train_or_load` and :func:`dlfd_lib.unlearned.unlearned_model`."""
     out = {}
     for name in ("retain", "forget", "val", "test"):
         d = splits.split(name)
