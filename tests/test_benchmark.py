@@ -110,3 +110,44 @@ def test_run_benchmark_reuses_what_a_notebook_saved_whatever_its_label(tmp_path)
     assert second["infos"][(0, "DLFD (paper)")].get("switch_step", None) == first["infos"][(0, "dlfd")].get("switch_step", None)
     third = run_benchmark(prof, [0], methods=["dlfd"], reuse=False, **kw)
     assert not third["infos"][(0, "dlfd")]["reused"]
+
+
+def test_run_benchmark_is_the_plan_in_this_process_and_hands_back_the_models_it_evaluated(tmp_path):
+    """run_benchmark's rows come from the plan's store; the models, splits and per-sample losses it
+    hands back are the ones that were evaluated (an independent evaluate() gives the same row and
+    losses bitwise), on_models sees every seed's models once, in order, and a job's error is raised
+    as it happened (not wrapped)."""
+    import copy
+
+    import numpy as np
+
+    from dlfd_lib.benchmark import run_benchmark
+    from dlfd_lib.metrics import evaluate
+    from dlfd_lib.profiles import get_profile
+
+    prof = copy.deepcopy(get_profile("smoke"))
+    prof["data"].update(n_train_ids=12, imgs_per_id=4, n_val_ids=4, n_test_ids=4)
+    prof["train"]["epochs"] = 1
+    kw = dict(dataset="synthetic", task="age", device="cpu", ckpt_dir=tmp_path, progress=False,
+              data_root=str(tmp_path / "cache"))
+    variants = {"ft": {"method": "finetune"}, "ft 2 steps": {"method": "finetune", "hparams": {"max_steps": 2}}}
+    seen = []
+    bench = run_benchmark(prof, [0, 1], variants=variants, keep_losses_for=1,
+                          on_models=lambda seed, splits, models: seen.append((seed, list(models))), **kw)
+    names = ["original", "retrained", "ft", "ft 2 steps"]
+    assert seen == [(0, names), (1, names)]
+    rows = bench["rows"]
+    assert list(zip(rows["seed"], rows["model"])) == [(s, n) for s in (0, 1) for n in names]
+    assert set(bench["infos"]) == set(bench["histories"]) == {(s, v) for s in (0, 1) for v in variants}
+    assert list(bench["models"]) == list(bench["losses"]) == names
+    assert bench["infos"][(1, "ft 2 steps")]["hparams"]["max_steps"] == 2
+    for name in names:
+        again = evaluate(bench["models"][name], bench["splits"], device="cpu", seed=1, return_losses=True)
+        losses = again.pop("losses")
+        row = rows[(rows["seed"] == 1) & (rows["model"] == name)].iloc[0]
+        for col, value in again.items():
+            assert row[col] == value or (np.isnan(row[col]) and np.isnan(value)), (name, col)
+        for split, arr in losses.items():
+            np.testing.assert_array_equal(bench["losses"][name][split], arr)
+    with pytest.raises(TypeError, match="no_such_knob"):
+        run_benchmark(prof, [0], variants={"bad": {"method": "finetune", "hparams": {"no_such_knob": 1}}}, **kw)
