@@ -6,7 +6,10 @@
         --references-from runs/quality_checkpoints    # the unlearning fan-out alone, references reused
 
 Three runs of the same work, each from empty folders (nothing reused; the synthetic data cache
-is warmed first so no run pays for drawing the faces):
+is warmed first so no run pays for drawing the faces, and an untimed ``run_benchmark`` of the first
+seed into a scratch folder runs before them, so that the run timed first does not alone pay this
+process's first-use costs – imports, oneDNN's kernels for each shape, about 18 s on the smoke
+profile; ``--no-warmup`` leaves it out):
 
 * ``run_benchmark`` – the sequential path of notebook 03, one process, torch on every core;
 * ``sweep --no-ray`` – the sweep's jobs one after another in this process (same threads);
@@ -42,6 +45,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-warmup", action="store_true", help="time the first path cold (see above)")
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--json", default=None, metavar="FILE")
     parser.add_argument("--references-from", default=None, metavar="DIR",
@@ -84,6 +88,9 @@ def main(argv=None) -> int:
                     shutil.copy2(src, work / run / name)
                 copied.append(name)
 
+    if not args.no_warmup:  # untimed: the process's first-use costs, paid before any timed run
+        run_benchmark(profile, args.seeds[:1], methods=methods, device="cpu", progress=False,
+                      ckpt_dir=work / "ckpt-warmup", data_root=str(data_root))
     t0 = time.perf_counter()
     seq = run_benchmark(profile, args.seeds, methods=methods, device="cpu", progress=False,
                         ckpt_dir=work / "ckpt-seq", data_root=str(data_root))

@@ -11,6 +11,7 @@
 | ``evaluate`` | evaluation seed × method | the seed's references, the method's tuning | the tuned row (+ collapse) and the strength sweep on a front seed |
 | ``ablation`` | evaluation seed × DLFD variant | the seed's original, DLFD's tuning | the variant's row |
 | ``ulira`` | the first evaluation seed | its references, every tuning | the per-example test table |
+| ``variant`` | evaluation seed × label of ``ctx.variants`` | the seed's original | the labelled setting's row (:func:`dlfd_lib.benchmark.run_benchmark`: no tuning, fronts or extras) |
 
 Jobs talk to each other only through files: the result store (:class:`dlfd_lib.store.JsonStore`,
 ``out_dir/store``), the chosen settings (``out_dir/tuning``) and the checkpoints (``ckpt_dir``). So a
@@ -441,14 +442,10 @@ def _evaluate_job(ctx, seed, method) -> bool:
 def _unlearned(ctx, r: SeedRefs, method: str, hp: dict, saved: bool):
     """``(model, seconds)`` of ``method`` at ``hp`` from the seed's original; with ``saved`` the
     model is reused from (``ctx.reuse``) or kept in (``ctx.save_models``) ``ckpt_dir`` as the
-    notebooks keep theirs."""
-    if saved:
-        model, info, _ = _unlearned_run(replace(ctx, progress=False), r, method, hp, method)
-        return model, info["seconds"]
-    from .unlearn import unlearn
-    res = unlearn(method, r.model("original"), r.splits, profile=ctx.profile, device=ctx.device, seed=r.seed,
-                  progress=False, **hp)
-    return res.model, res.info["seconds"]
+    notebooks keep theirs, else computed now and not kept."""
+    run_ctx = replace(ctx, progress=False) if saved else replace(ctx, progress=False, reuse=False, save_models=False)
+    model, info, _ = _unlearned_run(run_ctx, r, method, hp, method)
+    return model, info["seconds"]
 
 
 def _unlearned_run(ctx, r: SeedRefs, method: str, hp: dict, label: str):

@@ -141,7 +141,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
                           data_root=str(Path(spec.data_root).resolve()) if spec.data_root else None,
                           data_options=spec.data_options, device=runner.device(device),
                           ckpt_dir=str(Path(ckpt_dir).resolve()), faults=str(Path(faults).resolve()) if faults else None,
-                          save_models=True)
+                          save_models=True, reuse=True)
         log(f"sweep: {len(spec.methods)} method(s) × {len(spec.seeds)} seed(s)"
             f"{f', {spec.n_trials} trials per method on tuning seeds {spec.tuning_seeds}' if spec.n_trials else ''}"
             f" on {runner.name}, device {ctx.device}; results in {out}")

@@ -79,6 +79,10 @@ def test_a_sweep_is_the_protocols_plan_with_run_benchmarks_rows_and_files(sequen
         nb = run_benchmark(_profile(), SEEDS, methods=METHODS, device="cpu", progress=False,
                            ckpt_dir=tmp_path / "ckpt", data_root=str(data_root))
         assert all(nb["infos"][(0, m)]["reused"] for m in METHODS)
+        # and a sweep into another folder reuses them too: each row keeps the seconds of the run that
+        # made its model (a model unlearned again would carry its own, new timing)
+        other = run_sweep(_spec(data_root=str(data_root)), tmp_path / "out-2", **kw)
+        pd.testing.assert_frame_equal(other["rows"], res["rows"])
     finally:
         torch.set_num_threads(before)
 
