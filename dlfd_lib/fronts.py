@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .stats import fmt_num
+
 __all__ = ["pareto_front", "mark_fronts", "front_leaders", "describe_fronts", "hypervolume",
            "HV_REFERENCE", "hypervolumes"]
 
@@ -104,7 +106,8 @@ def describe_fronts(points: pd.DataFrame, by: str = "model", x: str = "abs_mia_g
             if len(contested):
                 closest = contested.loc[contested["margin"].idxmin()]
                 margin = float(closest["margin"])
-                tail = f"ahead of {closest['runner_up']} by at least {margin:.3f}"
+                tail = (f"level with {closest['runner_up']} where they come closest" if margin == 0 else
+                        f"ahead of {closest['runner_up']} by at least {fmt_num(margin)}")
                 if noise is not None and margin < noise:
                     tail += f" (within the seed spread {noise:.3f}: cannot tell)"
             else:

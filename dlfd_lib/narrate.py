@@ -39,6 +39,8 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from .stats import fmt_num
+
 __all__ = ["Prose", "say", "warn_box", "note_box", "num", "seeds_phrase", "ONE_SEED", "paired_words",
            "rank_words", "kept_state_guard", "replay_guard", "threshold_guard", "utility_guard",
            "collapse_report", "ERROR_MAXIMISING", "PAPER_MUFAC", "PAPER_SOURCE", "PAPER_COLLAPSE_CLAIM",
@@ -161,12 +163,13 @@ def note_box(title: str, body: str) -> Prose:
 
 
 def num(x, digits: int = 3, signed: bool = False) -> str:
-    """A number for prose: ``digits`` decimals, "–" for None/NaN, integers as they are."""
+    """A number for prose: ``digits`` decimals (more where a non-zero value would read as 0,
+    :func:`dlfd_lib.stats.fmt_num`), "–" for None/NaN, integers as they are."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if isinstance(x, (int,)) and not isinstance(x, bool):
         return f"{x:+d}" if signed else str(x)
-    return f"{float(x):+.{digits}f}" if signed else f"{float(x):.{digits}f}"
+    return fmt_num(x, digits, signed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,10 +186,12 @@ def paired_words(row, better: str, worse: str) -> str:
     if row is None:
         return "not measured"
     n = int(row.get("n_seeds", 1))
-    d = f"{float(row['diff']):+.3f}"
+    d = fmt_num(row['diff'], sign=True)
     if n < 2:
         return f"difference {d} ({ONE_SEED})"
-    ci = f"{d}, 95 % interval [{float(row['lo']):+.3f}, {float(row['hi']):+.3f}] over {n} seeds"
+    if all(float(row[k]) == 0.0 for k in ("diff", "lo", "hi")):
+        return f"identical on every one of {n} seeds (difference exactly 0: the two settings made the same models)"
+    ci = f"{d}, 95 % interval [{fmt_num(row['lo'], sign=True)}, {fmt_num(row['hi'], sign=True)}] over {n} seeds"
     p_holm = row.get("p_holm")
     if row["verdict"] in ("better", "worse") and p_holm is not None and p_holm == p_holm and float(p_holm) > 0.05:
         ci += (f"; p_Holm {float(p_holm):.3f}: the call does not survive Holm's correction across the "

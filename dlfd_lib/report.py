@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .stats import fmt_num
+
 __all__ = ["LABELS", "label", "load_run", "summary_table", "per_seed_table", "paired_markdown",
            "intervals_markdown", "verdict_markdown", "cost_markdown", "attack_markdown",
            "collapse_markdown", "points_markdown", "hypervolume_markdown", "ablation_markdown",
@@ -119,9 +121,24 @@ def _p(value) -> str:
     return f"{value:.3f}" if value >= 0.001 else "<0.001"
 
 
+def _interval(r, lo: str = "lo", hi: str = "hi", digits: int = 3, diff: bool = True) -> str:
+    """``+d [lo, hi]`` of a paired row (``[lo, hi]`` without ``diff``), each end precise enough to
+    show its side of zero (:func:`dlfd_lib.utils.fmt_num`)."""
+    ends = f"[{fmt_num(r[lo], digits, True)}, {fmt_num(r[hi], digits, True)}]"
+    return f"{fmt_num(r['diff'], digits, True)} {ends}" if diff else ends
+
+
+def _identical(r) -> bool:
+    """Every seed's difference is exactly zero: the two settings made the same models."""
+    return all(float(r.get(k, float("nan"))) == 0.0 for k in ("diff", "lo", "hi"))
+
+
 def _verdict(r) -> str:
     """A paired row's verdict, marked where the call (better / worse on its own t interval) does not
-    survive Holm's correction across its family (p_Holm > 0.05)."""
+    survive Holm's correction across its family (p_Holm > 0.05); "identical" where every seed's
+    difference is exactly zero (e.g. an ablation whose change the tuned setting already has)."""
+    if _identical(r):
+        return "identical on every seed"
     p_holm = r.get("p_holm", float("nan"))
     if r["verdict"] in ("better", "worse") and p_holm == p_holm and float(p_holm) > 0.05:
         return f"{r['verdict']} (not after Holm)"
@@ -139,8 +156,7 @@ def paired_markdown(paired: pd.DataFrame, metrics=PAIRED) -> str:
         cells = []
         for c, _ in metrics:
             r = g.loc[c]
-            cells.append(f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] {_verdict(r)}, "
-                         f"p_Holm {_p(r.get('p_holm', float('nan')))}")
+            cells.append(f"{_interval(r)} {_verdict(r)}, p_Holm {_p(r.get('p_holm', float('nan')))}")
         lines.append(f"| {label(model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -152,8 +168,8 @@ def intervals_markdown(paired: pd.DataFrame, metrics=PAIRED) -> str:
     lines = ["| model − DLFD | metric | mean | t 95 % | bootstrap 95 % | p | p (Holm) | seeds | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for _, r in paired[paired["metric"].isin(names)].iterrows():
-        lines.append(f"| {label(r['model'])} | {names[r['metric']]} | {r['diff']:+.3f} | "
-                     f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | [{r['boot_lo']:+.3f}, {r['boot_hi']:+.3f}] | "
+        lines.append(f"| {label(r['model'])} | {names[r['metric']]} | {fmt_num(r['diff'], sign=True)} | "
+                     f"{_interval(r, diff=False)} | {_interval(r, 'boot_lo', 'boot_hi', diff=False)} | "
                      f"{_p(r['p'])} | {_p(r['p_holm'])} | {int(r['n_seeds'])} | {r['verdict']} |")
     return "\n".join(lines)
 
@@ -169,7 +185,7 @@ def _who(r, model: str, better: str, worse: str, what: str) -> str:
     """A paired row of ``model − DLFD`` in words: who wins on ``what``, with the t interval."""
     if r is None:
         return f"{what}: not measured"
-    ci = f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+    ci = _interval(r)
     if _verdict(r).endswith("(not after Holm)"):
         ci += ", not after Holm"
     if r["verdict"] == "better":
@@ -345,7 +361,7 @@ def hypervolume_markdown(run: dict) -> str | None:
     for m in mean.index:
         if m in paired.index:
             r = paired.loc[m]
-            cell = f"{r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}] {_verdict(r)}, p_Holm {_p(r['p_holm'])}"
+            cell = f"{_interval(r, digits=4)} {_verdict(r)}, p_Holm {_p(r['p_holm'])}"
         else:
             cell = "–"
         lines.append(f"| {label(m)} | {_ms(mean[m], sd[m], 4)} | {cell} |")

@@ -206,3 +206,17 @@ def mia_sampling_sd(member_losses, nonmember_losses, n_boot: int = 30, seed: int
         u = non[rng.integers(0, len(non), len(non))]
         vals.append(mia(m, u, seed=int(rng.integers(2**31 - 1)), balance=balance)["mia"])
     return float(np.std(vals, ddof=1))
+
+
+def fmt_num(x, digits: int = 3, sign: bool = False) -> str:
+    """``x`` with ``digits`` decimals (``sign``: always with its sign), except that a non-zero value
+    these decimals would show as 0 gets as many as its first two significant digits need
+    (0.00041 → ``0.00041``, not ``0.000``): an interval's end written ``+0.000`` would otherwise
+    read as touching zero when it lies on one side of it. Exact zeros and non-finite values are
+    written as they are."""
+    import math
+    x = float(x)
+    d = digits
+    if math.isfinite(x) and x != 0 and round(abs(x), digits) == 0:
+        d = max(digits, 1 - math.floor(math.log10(abs(x))))
+    return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"

@@ -111,3 +111,11 @@ def test_unlearning_history_shades_plain_ce_from_the_batch_after_the_switch():
     kept = [ln for ln in ax.lines if ln.get_label() == "kept checkpoint"][0]
     assert float(kept.get_xdata()[0]) == 10.0
     plt.close(fig)
+
+
+def test_a_small_lead_is_written_with_its_digits_and_a_tie_as_level():
+    base = [{"model": "a", "abs_mia_gap": 0.01, "test_acc": 0.6}]
+    close = describe_fronts(pd.DataFrame(base + [{"model": "b", "abs_mia_gap": 0.01, "test_acc": 0.59962}]))
+    assert "ahead of b by at least 0.00038" in close[0], close
+    tie = describe_fronts(pd.DataFrame(base + [{"model": "b", "abs_mia_gap": 0.01, "test_acc": 0.6}]))
+    assert "level with b" in tie[0] and "by at least" not in tie[0], tie

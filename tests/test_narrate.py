@@ -165,3 +165,19 @@ def test_zigzag_words_counts_turns():
 def test_num_handles_missing_values():
     assert narrate.num(float("nan")) == "–" and narrate.num(None) == "–" and narrate.num(3) == "3"
     assert narrate.num(0.1234, signed=True) == "+0.123" and not math.isnan(0.0)
+
+
+def test_numbers_keep_the_side_of_zero_that_three_decimals_would_hide():
+    from dlfd_lib.narrate import num, paired_words
+    from dlfd_lib.report import paired_markdown
+    from dlfd_lib.stats import fmt_num
+    assert fmt_num(0.00041, sign=True) == "+0.00041" and fmt_num(-0.00041) == "-0.00041"
+    assert fmt_num(0.1234) == "0.123" and fmt_num(0.0, sign=True) == "+0.000" and num(0.00038) == "0.00038"
+    assert fmt_num(0.00041, 4) == "0.0004" and fmt_num(float("nan")) == "nan"
+    row = {"diff": -0.049, "lo": -0.099, "hi": 0.00038, "n_seeds": 5, "verdict": "cannot tell", "p_holm": 0.2}
+    assert "[-0.099, +0.00038]" in paired_words(row, "b", "w")
+    same = {"diff": 0.0, "lo": 0.0, "hi": 0.0, "n_seeds": 5, "verdict": "cannot tell", "p_holm": 1.0}
+    assert paired_words(same, "b", "w").startswith("identical on every one of 5 seeds")
+    table = paired_markdown(pd.DataFrame([{**row, "model": "x", "metric": "test_acc"},
+                                          {**same, "model": "y", "metric": "test_acc"}]))
+    assert "-0.049 [-0.099, +0.00038] cannot tell" in table and "identical on every seed" in table
