@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                 if not src.is_file():
                     raise SystemExit(f"--references-from: {src} does not exist (seed {seed}, {role}); train it "
                                      "first (e.g. the protocol or notebook 01 with this profile) or drop the option")
-                for run in ("ckpt-seq", "ckpt-local", "ckpt-ray"):
+                for run in ("ckpt-warmup", "ckpt-seq", "ckpt-local", "ckpt-ray"):
                     (work / run).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, work / run / name)
                 copied.append(name)

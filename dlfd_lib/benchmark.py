@@ -101,7 +101,7 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
     :func:`dlfd_lib.metrics.evaluate` (``True``: the four-attack suite in every row).
     """
     from .executors import InProcessExecutor
-    from .plan import PlanContext, build_plan, collect, execute
+    from .plan import PlanContext, build_plan, clear_seed_refs, collect, execute
     from .protocol import ProtocolConfig
     opt, attacks = _options(options, kwargs)
     profile, seeds = get_profile(profile), [int(s) for s in seeds]
@@ -111,15 +111,19 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
         raise ValueError(f"keep_losses_for={keep} is not among the seeds {list(seeds)}")
     handed = _HandedBack(keep, list(variants), opt.on_models)
     executor = InProcessExecutor(raise_errors=True)
-    with tempfile.TemporaryDirectory(prefix="dlfd-benchmark-") as store_dir:
-        cfg = ProtocolConfig(tuning_seeds=[], eval_seeds=seeds, n_trials=0, n_strengths=0, mia_boot=0, methods=[],
-                             attacks=attacks)
-        ctx = PlanContext(profile, cfg, store_dir, dataset=dataset, task=task, data_root=data_root,
-                          data_options=dict(data_options or {}), device=executor.device(device),
-                          ckpt_dir=str(ckpt_dir), progress=opt.progress, save_models=opt.save_models,
-                          reuse=opt.reuse, variants=variants, hand_back=True)
-        execute(build_plan(ctx), ctx, executor, log=lambda *a, **k: None, on_result=handed.add)
-        rows = pd.DataFrame(collect(ctx, {})["rows"]).drop(columns=["mia_sampling_sd"])
+    clear_seed_refs()  # the references as their checkpoints are now, and objects that no earlier caller holds
+    try:
+        with tempfile.TemporaryDirectory(prefix="dlfd-benchmark-") as store_dir:
+            cfg = ProtocolConfig(tuning_seeds=[], eval_seeds=seeds, n_trials=0, n_strengths=0, mia_boot=0,
+                                 methods=[], attacks=attacks)
+            ctx = PlanContext(profile, cfg, store_dir, dataset=dataset, task=task, data_root=data_root,
+                              data_options=dict(data_options or {}), device=executor.device(device),
+                              ckpt_dir=str(ckpt_dir), progress=opt.progress, save_models=opt.save_models,
+                              reuse=opt.reuse, variants=variants, hand_back=True)
+            execute(build_plan(ctx), ctx, executor, log=lambda *a, **k: None, on_result=handed.add)
+            rows = pd.DataFrame(collect(ctx, {})["rows"]).drop(columns=["mia_sampling_sd"])
+    finally:
+        clear_seed_refs()  # even after an error: only the kept seed's models stay in memory, with the caller
     return {"rows": add_reference_gaps(rows), "histories": handed.histories, "infos": handed.infos,
             "losses": handed.losses, **handed.kept, "cfg": TrainConfig.from_profile(profile)}
 

@@ -43,7 +43,7 @@ from .utils import save_json
 
 __all__ = ["Job", "PlanContext", "build_plan", "execute", "collect", "tuned_settings", "strength_values",
            "FAULTS_ENV", "REFERENCES", "pending_jobs", "run_job", "read_stages", "failure_summary",
-           "method_settings", "seed_refs", "SeedRefs"]
+           "method_settings", "seed_refs", "clear_seed_refs", "SeedRefs"]
 
 REFERENCES = ("original", "retrained")
 
@@ -224,6 +224,12 @@ class SeedRefs:
 
 _SEEDS: OrderedDict = OrderedDict()
 _PROVENANCE: dict = {}
+
+
+def clear_seed_refs() -> None:
+    """Forget this process's :class:`SeedRefs` (data, reference models, features): the next job
+    loads them again from the checkpoint folder."""
+    _SEEDS.clear()
 
 
 def seed_refs(ctx: PlanContext, seed: int, keep: int = 2) -> SeedRefs:

@@ -123,7 +123,7 @@ def _p(value) -> str:
 
 def _interval(r, lo: str = "lo", hi: str = "hi", digits: int = 3, diff: bool = True) -> str:
     """``+d [lo, hi]`` of a paired row (``[lo, hi]`` without ``diff``), each end precise enough to
-    show its side of zero (:func:`dlfd_lib.utils.fmt_num`)."""
+    show its side of zero (:func:`dlfd_lib.stats.fmt_num`)."""
     ends = f"[{fmt_num(r[lo], digits, True)}, {fmt_num(r[hi], digits, True)}]"
     return f"{fmt_num(r['diff'], digits, True)} {ends}" if diff else ends
 

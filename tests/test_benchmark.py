@@ -136,6 +136,8 @@ def test_run_benchmark_is_the_plan_in_this_process_and_hands_back_the_models_it_
                           on_models=lambda seed, splits, models: seen.append((seed, list(models))), **kw)
     names = ["original", "retrained", "ft", "ft 2 steps"]
     assert seen == [(0, names), (1, names)]
+    from dlfd_lib import plan
+    assert not plan._SEEDS  # the plan's per-process references are dropped: only the kept seed's models live on
     rows = bench["rows"]
     assert list(zip(rows["seed"], rows["model"])) == [(s, n) for s in (0, 1) for n in names]
     assert set(bench["infos"]) == set(bench["histories"]) == {(s, v) for s in (0, 1) for v in variants}
