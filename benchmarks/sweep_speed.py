@@ -8,8 +8,8 @@
 Three runs of the same work, each from empty folders (nothing reused; the synthetic data cache
 is warmed first so no run pays for drawing the faces, and an untimed ``run_benchmark`` of the first
 seed into a scratch folder runs before them, so that the run timed first does not alone pay this
-process's first-use costs – imports, oneDNN's kernels for each shape, about 18 s on the smoke
-profile; ``--no-warmup`` leaves it out):
+process's first-use costs – imports, oneDNN's kernels for each shape; ``--no-warmup`` leaves it
+out, and the first path timed then pays them):
 
 * ``run_benchmark`` – the sequential path of notebook 03, one process, torch on every core;
 * ``sweep --no-ray`` – the sweep's jobs one after another in this process (same threads);

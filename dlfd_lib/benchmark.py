@@ -101,7 +101,7 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
     :func:`dlfd_lib.metrics.evaluate` (``True``: the four-attack suite in every row).
     """
     from .executors import InProcessExecutor
-    from .plan import PlanContext, build_plan, clear_seed_refs, collect, execute
+    from .plan import PlanContext, build_plan, clear_seed_refs, execute
     from .protocol import ProtocolConfig
     opt, attacks = _options(options, kwargs)
     profile, seeds = get_profile(profile), [int(s) for s in seeds]
@@ -121,11 +121,20 @@ def run_benchmark(profile: Profile | str, seeds: Sequence[int], methods: Sequenc
                               ckpt_dir=str(ckpt_dir), progress=opt.progress, save_models=opt.save_models,
                               reuse=opt.reuse, variants=variants, hand_back=True)
             execute(build_plan(ctx), ctx, executor, log=lambda *a, **k: None, on_result=handed.add)
-            rows = pd.DataFrame(collect(ctx, {})["rows"]).drop(columns=["mia_sampling_sd"])
+            rows = plan_rows(ctx, {})
     finally:
         clear_seed_refs()  # even after an error: only the kept seed's models stay in memory, with the caller
-    return {"rows": add_reference_gaps(rows), "histories": handed.histories, "infos": handed.infos,
+    return {"rows": rows, "histories": handed.histories, "infos": handed.infos,
             "losses": handed.losses, **handed.kept, "cfg": TrainConfig.from_profile(profile)}
+
+
+def plan_rows(ctx, tuned: dict) -> pd.DataFrame:
+    """A finished plan's rows as :func:`run_benchmark` gives them (the sweep's too): per seed the
+    references, then each method or variant, with the gaps to the seed's retrained model; without
+    the protocol's attack sampling sd."""
+    from .plan import collect
+    rows = pd.DataFrame(collect(ctx, tuned)["rows"]).drop(columns=["mia_sampling_sd"])
+    return add_reference_gaps(rows)
 
 
 def _options(options: BenchmarkOptions | None, kwargs: dict) -> tuple[BenchmarkOptions, Any]:

@@ -587,9 +587,8 @@ class CollapseTracker:
                  config: CollapseConfig | None = None, seed: int = 0, device: str | torch.device | None = None,
                  **settings):
         cfg = (config or self.DEFAULTS).updated(settings, where="CollapseTracker")
-        names, layer, metric, k, cka_debiased = cfg.names, cfg.layer, cfg.metric, cfg.k, cfg.cka_debiased
-        probe_C, probe_max_iter, batch_size, amp = cfg.probe_C, cfg.probe_max_iter, cfg.batch_size, cfg.amp
-        self.config = cfg
+        names, layer, batch_size, amp = cfg.names, cfg.layer, cfg.batch_size, cfg.amp
+        self.config = cfg  # the measures' settings (metric, k, CKA, probe) are read from here
         if every < 1:
             raise ValueError(f"every={every}: give a call count >= 1 (1 measures at every call)")
         if max_samples < 8:
@@ -598,8 +597,7 @@ class CollapseTracker:
         self.splits = splits
         self.every, self.max_samples, self.layer = every, max_samples, layer
         self.names = list(dict.fromkeys([*names, "retain", "forget", "test"]))
-        self.metric, self.k, self.cka_debiased, self.seed = metric, k, cka_debiased, seed
-        self.probe_C, self.probe_max_iter = probe_C, probe_max_iter
+        self.seed = seed
         self.device, self.batch_size, self.amp = device, batch_size, amp
         self.records: list[dict[str, Any]] = []
         self._calls = 0

@@ -1,6 +1,6 @@
 """Where the jobs of a plan run: one after another in this process, or as Ray tasks.
 
-Both executors take the same calls – ``submit(job_id, fn, args, threads, gpu)``, ``wait()``,
+Both executors take the same calls – ``submit(job_id, fn, args, gpu)``, ``wait()``,
 ``pending()``, ``close()`` – and run the same function on the same arguments, so a plan's numbers
 do not depend on where it ran (at one torch thread per job they are bitwise the same; tested).
 Neither decides *what* runs: the plan's driver (:func:`dlfd_lib.plan.execute`) submits a job once
@@ -94,7 +94,7 @@ class InProcessExecutor:
         from .utils import resolve_device
         return str(resolve_device(requested))
 
-    def submit(self, job_id: str, fn: Callable, args: tuple, threads: int | None = None, gpu: bool = False):
+    def submit(self, job_id: str, fn: Callable, args: tuple, gpu: bool = False):
         self._queue.append((job_id, fn, args))
 
     def pending(self) -> int:
@@ -151,10 +151,10 @@ class RayExecutor:
         self.workers = int(self.gpus) if kind == "cuda" else max(1, int(self.cpus) // self.cpus_per_job)
         return kind
 
-    def submit(self, job_id: str, fn: Callable, args: tuple, threads: int | None = None, gpu: bool = False):
+    def submit(self, job_id: str, fn: Callable, args: tuple, gpu: bool = False):
         opts = dict(num_cpus=self.cpus_per_job, num_gpus=1 if gpu else 0, max_retries=self.retries,
                     retry_exceptions=False)
-        ref = self._remote.options(**opts).remote(fn, args, None if gpu else (threads or self.cpus_per_job))
+        ref = self._remote.options(**opts).remote(fn, args, None if gpu else self.cpus_per_job)
         self._refs[ref] = job_id
 
     def pending(self) -> int:

@@ -39,7 +39,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .stats import fmt_num
+from .stats import fmt_num, identical_on_every_seed
 
 __all__ = ["Prose", "say", "warn_box", "note_box", "num", "seeds_phrase", "ONE_SEED", "paired_words",
            "rank_words", "kept_state_guard", "replay_guard", "threshold_guard", "utility_guard",
@@ -189,7 +189,7 @@ def paired_words(row, better: str, worse: str) -> str:
     d = fmt_num(row['diff'], sign=True)
     if n < 2:
         return f"difference {d} ({ONE_SEED})"
-    if all(float(row[k]) == 0.0 for k in ("diff", "lo", "hi")):
+    if identical_on_every_seed(row):
         return f"identical on every one of {n} seeds (difference exactly 0: the two settings made the same models)"
     ci = f"{d}, 95 % interval [{fmt_num(row['lo'], sign=True)}, {fmt_num(row['hi'], sign=True)}] over {n} seeds"
     p_holm = row.get("p_holm")

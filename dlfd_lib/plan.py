@@ -30,7 +30,7 @@ import json
 import os
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from .utils import save_json
 
 __all__ = ["Job", "PlanContext", "build_plan", "execute", "collect", "tuned_settings", "strength_values",
            "FAULTS_ENV", "REFERENCES", "pending_jobs", "run_job", "read_stages", "failure_summary",
-           "method_settings", "seed_refs", "clear_seed_refs", "SeedRefs"]
+           "method_settings", "seed_refs", "clear_seed_refs", "reference_paths", "SeedRefs"]
 
 REFERENCES = ("original", "retrained")
 
@@ -199,6 +199,7 @@ class SeedRefs:
         self.paths = {r: checkpoint_path(ctx.ckpt_dir, self.splits, r, self.train_cfg, seed, ctx.device)[0]
                       for r in REFERENCES}
         self.names = {r: p.name for r, p in self.paths.items()}
+        _PATHS[_seed_key(ctx, seed)] = self.paths
         self._models: dict = {}
         self.metas: dict = {}
         self._features: dict = {}
@@ -223,19 +224,39 @@ class SeedRefs:
 
 
 _SEEDS: OrderedDict = OrderedDict()
+_PATHS: dict = {}  # every seed's reference checkpoint paths met in this process (small: kept for all seeds)
 _PROVENANCE: dict = {}
 
 
 def clear_seed_refs() -> None:
-    """Forget this process's :class:`SeedRefs` (data, reference models, features): the next job
-    loads them again from the checkpoint folder."""
+    """Forget this process's :class:`SeedRefs` (data, reference models, features) and reference
+    paths: the next job loads them again from the data and the checkpoint folder."""
     _SEEDS.clear()
+    _PATHS.clear()
+
+
+def _seed_key(ctx: PlanContext, seed: int) -> str:
+    return json.dumps([ctx.profile.name, ctx.profile.as_dict(), ctx.dataset, ctx.task, str(ctx.data_root),
+                       ctx.data_options, ctx.device, str(ctx.ckpt_dir), seed], sort_keys=True, default=str)
+
+
+def reference_paths(ctx: PlanContext, seed: int) -> dict[str, Path]:
+    """``{role: checkpoint path}`` of the seed's references (their names key the store entries):
+    remembered for every seed, so that checking and collecting the store loads a seed's data once
+    more at most, not once per look (:func:`seed_refs` keeps only the latest seeds' data)."""
+    key = _seed_key(ctx, seed)
+    if key not in _PATHS:
+        seed_refs(ctx, seed)
+    return _PATHS[key]
+
+
+def _ref_names(ctx: PlanContext, seed: int) -> dict[str, str]:
+    return {role: p.name for role, p in reference_paths(ctx, seed).items()}
 
 
 def seed_refs(ctx: PlanContext, seed: int, keep: int = 2) -> SeedRefs:
     """The process's :class:`SeedRefs` of ``seed`` under ``ctx`` (the ``keep`` latest are kept)."""
-    key = json.dumps([ctx.profile.name, ctx.profile.as_dict(), ctx.dataset, ctx.task, str(ctx.data_root),
-                      ctx.data_options, ctx.device, str(ctx.ckpt_dir), seed], sort_keys=True, default=str)
+    key = _seed_key(ctx, seed)
     if key not in _SEEDS:
         _SEEDS[key] = SeedRefs(ctx, seed)
         while len(_SEEDS) > keep:
@@ -321,7 +342,7 @@ def _job_keys(job: Job, ctx: PlanContext, tuned: dict) -> list[tuple[dict, str]]
     cfg, p = ctx.config, job.params
     if job.kind in ("reference", "tune"):
         return []
-    names = seed_refs(ctx, p["seed"]).names
+    names = _ref_names(ctx, p["seed"])
     if job.kind == "reference_eval":
         return [k for role in REFERENCES for k in _ref_keys(cfg, p["seed"], names, role)[:1 + cfg.collapse]]
     if job.kind == "evaluate":
@@ -414,7 +435,9 @@ def _variant_job(ctx, seed, label):
     if store.get(key, prefix=prefix) is not None and not ctx.hand_back:
         return False
     v = ctx.variants[label]
-    model, info, history = _unlearned_run(ctx, r, v["method"], v.get("hparams", {}), label)
+    model, info = _unlearned(ctx, r, v["method"], v.get("hparams", {}), reuse=ctx.reuse, save=ctx.save_models,
+                             label=label, progress=ctx.progress)
+    history = info.pop("history")
     losses: dict = {}
     row = _evaluate_row(model, r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks, losses)
     store.put(key, {**row, "seconds": info["seconds"]}, prefix=prefix)
@@ -432,10 +455,11 @@ def _evaluate_job(ctx, seed, method) -> bool:
         row, crow = store.get(ev, prefix=ev_prefix), store.get(col, prefix=col_prefix) if measure else None
         if row is not None and (crow is not None or not measure):
             continue
-        model, seconds = _unlearned(ctx, r, method, hp, saved=(ctx.save_models or ctx.reuse) and kind == "tuned")
+        tuned_kind = kind == "tuned"  # only a method's tuned model is kept for (and taken from) the notebooks
+        model, info = _unlearned(ctx, r, method, hp, reuse=ctx.reuse and tuned_kind, save=ctx.save_models and tuned_kind)
         if row is None:
             row = _evaluate_row(model, r.splits, seed, ctx.device, cfg.mia_boot, cfg.attacks)
-            store.put(ev, {**row, "seconds": seconds}, prefix=ev_prefix)
+            store.put(ev, {**row, "seconds": info["seconds"]}, prefix=ev_prefix)
         if measure and crow is None:
             from .inference import extract_all
             from .utils import resolve_device
@@ -445,32 +469,16 @@ def _evaluate_job(ctx, seed, method) -> bool:
     return computed
 
 
-def _unlearned(ctx, r: SeedRefs, method: str, hp: dict, saved: bool):
-    """``(model, seconds)`` of ``method`` at ``hp`` from the seed's original; with ``saved`` the
-    model is reused from (``ctx.reuse``) or kept in (``ctx.save_models``) ``ckpt_dir`` as the
-    notebooks keep theirs, else computed now and not kept."""
-    run_ctx = replace(ctx, progress=False) if saved else replace(ctx, progress=False, reuse=False, save_models=False)
-    model, info, _ = _unlearned_run(run_ctx, r, method, hp, method)
-    return model, info["seconds"]
-
-
-def _unlearned_run(ctx, r: SeedRefs, method: str, hp: dict, label: str):
-    """``(model, info, history)`` of ``method`` at ``hp``: the model saved in ``ckpt_dir`` for the
-    same original, data, seed and resolved setting where ``ctx.reuse`` allows (``info["reused"]``),
-    else unlearned now (and saved there with ``ctx.save_models``)."""
-    from .unlearned import find_unlearned, save_unlearned
-    from .unlearn import unlearn
-    found = (find_unlearned(method, hp, r.paths["original"], r.splits, ctx.profile, r.seed, ctx.ckpt_dir, ctx.device)
-             if ctx.reuse else None)
-    if found is not None:
-        model, info = found
-        return model, info, info.pop("history")
-    res = unlearn(method, r.model("original"), r.splits, profile=ctx.profile, device=ctx.device, seed=r.seed,
-                  progress=ctx.progress, **hp)
-    info = {**res.info, "reused": False}
-    if ctx.save_models:
-        info["path"] = str(save_unlearned(res, r.splits, ctx.profile, r.seed, ctx.ckpt_dir, label, r.paths["original"]))
-    return res.model, info, res.history
+def _unlearned(ctx, r: SeedRefs, method: str, hp: dict, reuse: bool = False, save: bool = False,
+               label: str | None = None, progress: bool = False):
+    """``(model, info)`` of ``method`` at ``hp`` from the seed's original (``info`` with its
+    ``seconds``, ``history`` and ``reused``): with ``reuse`` the model saved in ``ckpt_dir`` for the
+    same original, data, seed and resolved setting, else unlearned now (and kept there with
+    ``save``, as the notebooks keep theirs; :func:`dlfd_lib.unlearned.unlearned_model`)."""
+    from .unlearned import unlearned_model
+    return unlearned_model(method, r.model("original"), r.paths["original"], r.splits, ctx.profile, r.seed,
+                           device=ctx.device, ckpt_dir=ctx.ckpt_dir, hparams=hp, label=label, progress=progress,
+                           force=not reuse, save=save)
 
 
 def _ablation_job(ctx, seed, label) -> bool:
@@ -588,10 +596,10 @@ def pending_jobs(jobs: list[Job], ctx: PlanContext) -> set[str]:
     needed = {d for i in todo for d in by_id[i].deps if by_id[d].kind == "reference"}
     for i in needed:
         p = by_id[i].params
-        r = seed_refs(ctx, p["seed"])
+        paths = reference_paths(ctx, p["seed"])
         target = (p["role"] == "retrained" and p["seed"] in ctx.config.tuning_seeds and ctx.config.n_trials > 0
-                  and store.get(_target_key(ctx.config, p["seed"], r.names)) is None)
-        if target or not r.paths[p["role"]].is_file():
+                  and store.get(_target_key(ctx.config, p["seed"], _ref_names(ctx, p["seed"]))) is None)
+        if target or not paths[p["role"]].is_file():
             todo.add(i)
     return todo
 
@@ -727,7 +735,7 @@ def collect(ctx: PlanContext, tuned: dict) -> dict[str, pd.DataFrame | list]:
         return value
 
     for seed in cfg.eval_seeds:
-        names = seed_refs(ctx, seed).names
+        names = _ref_names(ctx, seed)
         for role in REFERENCES:
             (ev, evp), (col, colp) = _ref_keys(cfg, seed, names, role)
             out["rows"].append({"seed": seed, "model": role, **need(ev, evp)})
@@ -756,7 +764,7 @@ def _collect_extras(ctx, tuned, need, out) -> None:
     if cfg.ablations and "dlfd" in ctx.methods:
         from .unlearn.dlfd import ABLATIONS
         for seed in cfg.eval_seeds:
-            names = seed_refs(ctx, seed).names
+            names = _ref_names(ctx, seed)
             for label, (_, overrides) in ABLATIONS.items():
                 if not overrides:
                     row = next(r for r in out["rows"] if r["seed"] == seed and r["model"] == "dlfd")
@@ -766,7 +774,7 @@ def _collect_extras(ctx, tuned, need, out) -> None:
                 out["ablations"].append({"seed": seed, "model": label, **need(*_ablation_key(cfg, label, seed, hp, names))})
     if cfg.ulira_k > 0:
         seed = cfg.eval_seeds[0]
-        out["ulira"] = need(*_ulira_key(cfg, seed, seed_refs(ctx, seed).names, _ulira_hparams(ctx, tuned)))
+        out["ulira"] = need(*_ulira_key(cfg, seed, _ref_names(ctx, seed), _ulira_hparams(ctx, tuned)))
 
 
 def failure_summary(outcome: dict, out_dir) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .stats import fmt_num
+from .stats import fmt_num, identical_on_every_seed
 
 __all__ = ["LABELS", "label", "load_run", "summary_table", "per_seed_table", "paired_markdown",
            "intervals_markdown", "verdict_markdown", "cost_markdown", "attack_markdown",
@@ -128,16 +128,11 @@ def _interval(r, lo: str = "lo", hi: str = "hi", digits: int = 3, diff: bool = T
     return f"{fmt_num(r['diff'], digits, True)} {ends}" if diff else ends
 
 
-def _identical(r) -> bool:
-    """Every seed's difference is exactly zero: the two settings made the same models."""
-    return all(float(r.get(k, float("nan"))) == 0.0 for k in ("diff", "lo", "hi"))
-
-
 def _verdict(r) -> str:
     """A paired row's verdict, marked where the call (better / worse on its own t interval) does not
     survive Holm's correction across its family (p_Holm > 0.05); "identical" where every seed's
     difference is exactly zero (e.g. an ablation whose change the tuned setting already has)."""
-    if _identical(r):
+    if identical_on_every_seed(r):
         return "identical on every seed"
     p_holm = r.get("p_holm", float("nan"))
     if r["verdict"] in ("better", "worse") and p_holm == p_holm and float(p_holm) > 0.05:

@@ -220,3 +220,9 @@ def fmt_num(x, digits: int = 3, sign: bool = False) -> str:
     if math.isfinite(x) and x != 0 and round(abs(x), digits) == 0:
         d = max(digits, 1 - math.floor(math.log10(abs(x))))
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
+
+
+def identical_on_every_seed(row) -> bool:
+    """A row of :func:`paired_table` whose difference is exactly zero on every seed (mean and both
+    interval ends 0): the two settings made the same models, which no interval can "not tell"."""
+    return all(float(row.get(k, float("nan"))) == 0.0 for k in ("diff", "lo", "hi"))

@@ -153,18 +153,14 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, profile=None, ckpt_dir: str 
 
 def _finish(spec, ctx, runner, outcome, context, t_start, log) -> dict:
     """The rows (when every job finished), notebook 03's files and ``sweep.json``."""
-    import pandas as pd
-
-    from .benchmark import save_benchmark, summarize
-    from .plan import collect, tuned_settings
-    from .stats import add_reference_gaps
+    from .benchmark import plan_rows, save_benchmark, summarize
+    from .plan import tuned_settings
     from .utils import save_json
     out, rows, summary, paths = Path(ctx.out_dir), None, None, []
     done = not outcome["failed"] and not outcome["blocked"]
     tuned = tuned_settings(ctx) if done else {}
     if done:
-        got = pd.DataFrame(collect(ctx, tuned)["rows"]).drop(columns=["mia_sampling_sd"], errors="ignore")
-        rows = add_reference_gaps(got)
+        rows = plan_rows(ctx, tuned)
         summary = summarize(rows)
         paths = save_benchmark(rows, summary, out, sweep_tag(spec),
                                extra={"seeds": spec.seeds, "profile": spec.profile_name, "methods": spec.methods,

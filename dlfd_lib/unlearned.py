@@ -67,15 +67,15 @@ def find_unlearned(method: str, hparams: dict | None, original_path, splits, pro
 
 def unlearned_model(method: str, original, original_path: str | Path, splits, profile: Profile | str, seed: int,
                     device="auto", ckpt_dir: str | Path = "checkpoints", hparams: dict | None = None,
-                    label: str | None = None, progress: bool = True, force: bool = False):
+                    label: str | None = None, progress: bool = True, force: bool = False, save: bool = True):
     """The model ``method`` makes from ``original``: loaded from ``ckpt_dir`` when a notebook (or
     an earlier call, or :func:`dlfd_lib.benchmark.run_benchmark`) saved one for the same original checkpoint, data,
-    seed and resolved hyperparameters, otherwise computed with :func:`dlfd_lib.unlearn.unlearn`
-    and saved. (Unlearning is deterministic for a seed on the CPU, so the reused model is the
+    seed and resolved hyperparameters (unless ``force``), otherwise computed with
+    :func:`dlfd_lib.unlearn.unlearn` and saved (unless ``save`` is False). (Unlearning is deterministic for a seed on the CPU, so the reused model is the
     one the call would compute.)
 
     Returns ``(model, info)``; ``info`` has ``method``, ``hparams``, ``seconds`` (of the run that
-    made the model), ``history`` (DataFrame), ``path`` and ``reused``.
+    made the model), ``history`` (DataFrame), ``path`` (where saved) and ``reused``.
     """
 
     if not force:
@@ -84,8 +84,10 @@ def unlearned_model(method: str, original, original_path: str | Path, splits, pr
             return found
     result = unlearn(method, original, splits, profile=profile, device=device, seed=seed,
                      progress=progress, **(hparams or {}))
-    path = save_unlearned(result, splits, profile, seed, ckpt_dir, label or method, original_path)
-    return result.model, {**result.info, "history": result.history, "path": str(path), "reused": False}
+    info = {**result.info, "history": result.history, "reused": False}
+    if save:
+        info["path"] = str(save_unlearned(result, splits, profile, seed, ckpt_dir, label or method, original_path))
+    return result.model, info
 
 
 def _load_reusable(path: Path, num_classes: int, device):

@@ -114,7 +114,8 @@ def test_in_process_and_on_ray_the_same_entries_bitwise_and_faults_as_promised(r
     faults = {"evaluate/0/dlfd": "exit", "evaluate/0/neggrad": "raise"}
     with pytest.raises(RuntimeError, match="evaluate/0/neggrad") as err:
         _run(tmp_path, "ray", executor=ex, faults=faults, monkeypatch=monkeypatch)
-    assert "evaluate/0/dlfd" not in str(err.value).split("First traceback")[0]  # killed, then redone
+    assert (tmp_path / "ray-faults.json.evaluate_0_dlfd.fired").is_file()  # its worker was killed ...
+    assert "evaluate/0/dlfd" not in str(err.value).split("First traceback")[0]  # ... and the job redone
     on_ray = _run(tmp_path, "ray", executor=ex, monkeypatch=monkeypatch)
     # the same store entries (key and value, bit for bit), the same tuning, the same tables
     assert _store_values(tmp_path / "ray") == _store_values(tmp_path / "local")
